@@ -1,0 +1,379 @@
+//! Engine and topic configuration, with defaults and validation.
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use tidelog_io::{Clock, StorageFactory, SystemClock};
+
+use crate::error::{Error, Result};
+use crate::limits;
+
+/// When an append is acknowledged.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Durability {
+    /// Once the owning shard has accepted the batch and assigned its offsets (in memory).
+    None,
+    /// Once the write has completed: in the page cache (buffered I/O) or the device's
+    /// volatile cache (direct I/O). Survives a process crash, not a power loss.
+    #[default]
+    Written,
+    /// Once an `fdatasync` covering the batch has completed. Survives a power loss.
+    Durable,
+}
+
+impl Durability {
+    /// Lower-case name, as used on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Durability::None => "none",
+            Durability::Written => "written",
+            Durability::Durable => "durable",
+        }
+    }
+}
+
+impl fmt::Display for Durability {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Durability {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "none" => Ok(Durability::None),
+            "written" => Ok(Durability::Written),
+            "durable" => Ok(Durability::Durable),
+            other => {
+                Err(format!("unknown durability {other:?}: expected none, written or durable"))
+            }
+        }
+    }
+}
+
+/// Which I/O backend the engine uses.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum IoChoice {
+    /// The best available backend.
+    #[default]
+    Auto,
+    /// io_uring; opening fails if it is unavailable.
+    Uring,
+    /// `pread`/`pwrite`/`fdatasync`.
+    Portable,
+}
+
+impl IoChoice {
+    /// Lower-case name, as used on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            IoChoice::Auto => "auto",
+            IoChoice::Uring => "uring",
+            IoChoice::Portable => "portable",
+        }
+    }
+}
+
+impl FromStr for IoChoice {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "auto" => Ok(IoChoice::Auto),
+            "uring" => Ok(IoChoice::Uring),
+            "portable" => Ok(IoChoice::Portable),
+            other => {
+                Err(format!("unknown I/O backend {other:?}: expected auto, uring or portable"))
+            }
+        }
+    }
+}
+
+/// How a segment file is prepared before the writer reaches it (`docs/ARCHITECTURE.md`,
+/// "Segment preparation", has the measurements behind the default).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SegmentPreparation {
+    /// Create an empty file; appends grow it.
+    #[default]
+    Grow,
+    /// `fallocate` the whole segment (unwritten extents).
+    Fallocate,
+    /// Write zeros over the whole segment so its blocks already hold data.
+    ZeroFill,
+}
+
+impl FromStr for SegmentPreparation {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "grow" => Ok(SegmentPreparation::Grow),
+            "fallocate" => Ok(SegmentPreparation::Fallocate),
+            "zero-fill" => Ok(SegmentPreparation::ZeroFill),
+            other => {
+                Err(format!("unknown preparation {other:?}: expected grow, fallocate or zero-fill"))
+            }
+        }
+    }
+}
+
+/// Engine-wide settings. `EngineConfig::default()` is right for most embedders.
+#[derive(Clone)]
+pub struct EngineConfig {
+    /// Shard threads; each owns a subset of the partitions. Default: the CPUs this process may
+    /// use.
+    pub shards: usize,
+    /// I/O backend.
+    pub io: IoChoice,
+    /// Overrides `io` with a specific storage factory (the simulated disk in tests).
+    pub storage: Option<Arc<dyn StorageFactory>>,
+    /// Source of time for record timestamps, segment age and retention.
+    pub clock: Arc<dyn Clock>,
+    /// How segments are prepared ahead of the writer.
+    pub segment_preparation: SegmentPreparation,
+    /// Bytes of write buffer per partition.
+    pub write_buffer_bytes: usize,
+    /// How often shards check segment age and retention.
+    pub maintenance_interval_ms: u64,
+}
+
+impl fmt::Debug for EngineConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EngineConfig")
+            .field("shards", &self.shards)
+            .field("io", &self.io)
+            .field("storage", &self.storage)
+            .field("clock", &self.clock)
+            .field("segment_preparation", &self.segment_preparation)
+            .field("write_buffer_bytes", &self.write_buffer_bytes)
+            .field("maintenance_interval_ms", &self.maintenance_interval_ms)
+            .finish()
+    }
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            shards: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            io: IoChoice::Auto,
+            storage: None,
+            clock: Arc::new(SystemClock::default()),
+            segment_preparation: SegmentPreparation::default(),
+            write_buffer_bytes: limits::WRITE_BUFFER_BYTES,
+            maintenance_interval_ms: limits::MAINTENANCE_INTERVAL_MS,
+        }
+    }
+}
+
+impl EngineConfig {
+    /// Set the number of shards.
+    pub fn shards(mut self, shards: usize) -> Self {
+        self.shards = shards;
+        self
+    }
+    /// Set the I/O backend.
+    pub fn io(mut self, io: IoChoice) -> Self {
+        self.io = io;
+        self
+    }
+    /// Use a specific storage factory.
+    pub fn storage(mut self, storage: Arc<dyn StorageFactory>) -> Self {
+        self.storage = Some(storage);
+        self
+    }
+    /// Use a specific clock.
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+    /// Set segment preparation.
+    pub fn segment_preparation(mut self, preparation: SegmentPreparation) -> Self {
+        self.segment_preparation = preparation;
+        self
+    }
+
+    /// Check every field against the limits.
+    pub fn validate(&self) -> Result<()> {
+        if self.shards == 0 || self.shards > limits::SHARDS_MAX {
+            return Err(Error::config("shards", format!("must be 1..={}", limits::SHARDS_MAX)));
+        }
+        if self.write_buffer_bytes < tidelog_io::BLOCK_SIZE
+            || self.write_buffer_bytes > limits::FETCH_BYTES_MAX
+        {
+            return Err(Error::config(
+                "write_buffer_bytes",
+                format!("must be {}..={}", tidelog_io::BLOCK_SIZE, limits::FETCH_BYTES_MAX),
+            ));
+        }
+        if self.maintenance_interval_ms == 0 {
+            return Err(Error::config("maintenance_interval_ms", "must be positive"));
+        }
+        Ok(())
+    }
+}
+
+/// Per-topic settings, fixed when the topic is created.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TopicConfig {
+    /// Number of partitions.
+    pub partitions: u32,
+    /// A segment rolls when an append would take it past this size.
+    pub segment_size_bytes: u64,
+    /// A segment rolls when its first record was appended this long ago.
+    pub segment_age_ms: u64,
+    /// Delete closed segments while the partition holds more than this (None: no limit).
+    pub retention_bytes: Option<u64>,
+    /// Delete closed segments whose newest record is older than this (None: keep forever).
+    pub retention_ms: Option<u64>,
+    /// Largest record batch one append may carry, in encoded bytes.
+    pub record_size_bytes_max: u32,
+}
+
+impl Default for TopicConfig {
+    fn default() -> Self {
+        Self {
+            partitions: 1,
+            segment_size_bytes: limits::SEGMENT_SIZE_BYTES_DEFAULT,
+            segment_age_ms: limits::SEGMENT_AGE_MS_DEFAULT,
+            retention_bytes: None,
+            retention_ms: Some(7 * 24 * 60 * 60 * 1000),
+            record_size_bytes_max: limits::RECORD_SIZE_BYTES_MAX_DEFAULT,
+        }
+    }
+}
+
+impl TopicConfig {
+    /// Set the partition count.
+    pub fn partitions(mut self, partitions: u32) -> Self {
+        self.partitions = partitions;
+        self
+    }
+    /// Set the segment size.
+    pub fn segment_size_bytes(mut self, bytes: u64) -> Self {
+        self.segment_size_bytes = bytes;
+        self
+    }
+    /// Set the segment age.
+    pub fn segment_age_ms(mut self, ms: u64) -> Self {
+        self.segment_age_ms = ms;
+        self
+    }
+    /// Set size-based retention.
+    pub fn retention_bytes(mut self, bytes: Option<u64>) -> Self {
+        self.retention_bytes = bytes;
+        self
+    }
+    /// Set time-based retention.
+    pub fn retention_ms(mut self, ms: Option<u64>) -> Self {
+        self.retention_ms = ms;
+        self
+    }
+    /// Set the largest batch.
+    pub fn record_size_bytes_max(mut self, bytes: u32) -> Self {
+        self.record_size_bytes_max = bytes;
+        self
+    }
+
+    /// Check every field against the limits.
+    pub fn validate(&self) -> Result<()> {
+        if self.partitions == 0 || self.partitions > limits::PARTITIONS_PER_TOPIC_MAX {
+            return Err(Error::config(
+                "partitions",
+                format!(
+                    "must be 1..={}, not {}",
+                    limits::PARTITIONS_PER_TOPIC_MAX,
+                    self.partitions
+                ),
+            ));
+        }
+        let segment = limits::SEGMENT_SIZE_BYTES_MIN..=limits::SEGMENT_SIZE_BYTES_MAX;
+        if !segment.contains(&self.segment_size_bytes) {
+            return Err(Error::config(
+                "segment_size_bytes",
+                format!(
+                    "must be {}..={}, not {}",
+                    segment.start(),
+                    segment.end(),
+                    self.segment_size_bytes
+                ),
+            ));
+        }
+        if self.segment_age_ms == 0 {
+            return Err(Error::config("segment_age_ms", "must be positive"));
+        }
+        if self.retention_ms == Some(0) {
+            return Err(Error::config("retention_ms", "must be positive (or none)"));
+        }
+        let record_max =
+            (crate::record::BATCH_HEADER_SIZE as u32 + 1)..=limits::BATCH_SIZE_BYTES_MAX;
+        if !record_max.contains(&self.record_size_bytes_max) {
+            return Err(Error::config(
+                "record_size_bytes_max",
+                format!(
+                    "must be {}..={}, not {}",
+                    record_max.start(),
+                    record_max.end(),
+                    self.record_size_bytes_max
+                ),
+            ));
+        }
+        if u64::from(self.record_size_bytes_max) > self.segment_size_bytes {
+            return Err(Error::config(
+                "record_size_bytes_max",
+                format!(
+                    "{} exceeds segment_size_bytes {}",
+                    self.record_size_bytes_max, self.segment_size_bytes
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        EngineConfig::default().validate().unwrap();
+        TopicConfig::default().validate().unwrap();
+    }
+
+    #[test]
+    fn bad_topic_configs_are_rejected_with_the_field_named() {
+        let cases = [
+            (TopicConfig::default().partitions(0), "partitions"),
+            (TopicConfig::default().partitions(limits::PARTITIONS_PER_TOPIC_MAX + 1), "partitions"),
+            (TopicConfig::default().segment_size_bytes(10), "segment_size_bytes"),
+            (TopicConfig::default().segment_size_bytes(1 << 40), "segment_size_bytes"),
+            (TopicConfig::default().segment_age_ms(0), "segment_age_ms"),
+            (TopicConfig::default().retention_ms(Some(0)), "retention_ms"),
+            (TopicConfig::default().record_size_bytes_max(3), "record_size_bytes_max"),
+            (
+                TopicConfig::default()
+                    .segment_size_bytes(limits::SEGMENT_SIZE_BYTES_MIN)
+                    .record_size_bytes_max(1 << 20),
+                "record_size_bytes_max",
+            ),
+        ];
+        for (config, field) in cases {
+            let err = config.validate().unwrap_err();
+            assert!(
+                matches!(err, Error::InvalidConfig { field: f, .. } if f == field),
+                "{config:?}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn names_parse_back() {
+        for d in [Durability::None, Durability::Written, Durability::Durable] {
+            assert_eq!(d.name().parse::<Durability>().unwrap(), d);
+        }
+        assert!("sometimes".parse::<Durability>().is_err());
+        for io in [IoChoice::Auto, IoChoice::Uring, IoChoice::Portable] {
+            assert_eq!(io.name().parse::<IoChoice>().unwrap(), io);
+        }
+    }
+}

@@ -1,0 +1,679 @@
+//! The embedding API: [`Engine`].
+//!
+//! An `Engine` is a cheap, cloneable handle usable from any number of threads. Requests go
+//! to the shard that owns the partition (a pure function of topic, partition and shard
+//! count); records are encoded into a Kafka v2 batch on the calling thread, so producers
+//! spend their own CPU on encoding and checksums, not the shard's.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use tidelog_io::{BackendKind, DirLock, PortableFactory, Storage, StorageFactory};
+
+use crate::completion::{self, Pending};
+use crate::config::{Durability, EngineConfig, IoChoice, TopicConfig};
+use crate::error::{Error, Result};
+use crate::limits;
+use crate::partition::{AppendResult, Fetch, PartitionInfo, ReadRequest, ShardSettings};
+use crate::partitioner::{RoundRobin, partition_for_key};
+use crate::record::{BatchOptions, Record, encode_batch};
+use crate::shard::{self, PartitionKey, Request, ShardHandle, Target};
+use crate::topic::{self, TOPIC_META_FILE, TopicMeta};
+
+/// Directory under the data directory holding one directory per topic.
+const TOPICS_DIR: &str = "topics";
+/// Directory where deleted topics go before their files are removed.
+const TRASH_DIR: &str = "trash";
+
+/// A topic as the engine knows it.
+#[derive(Debug)]
+struct TopicEntry {
+    name: Arc<str>,
+    meta: TopicMeta,
+    config: Arc<TopicConfig>,
+    round_robin: RoundRobin,
+}
+
+/// A topic's configuration and partitions, as [`Engine::describe_topic`] reports them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TopicDescription {
+    /// Topic name.
+    pub name: String,
+    /// Configuration.
+    pub config: TopicConfig,
+    /// Creation time (Unix ms).
+    pub created_ms: i64,
+    /// Every partition's state.
+    pub partitions: Vec<PartitionInfo>,
+}
+
+struct Inner {
+    dir: PathBuf,
+    config: EngineConfig,
+    backend: BackendKind,
+    shards: Vec<ShardHandle>,
+    topics: RwLock<HashMap<String, Arc<TopicEntry>>>,
+    /// Storage for catalog operations on the caller's thread (topic create/delete).
+    control: Mutex<Box<dyn Storage>>,
+    closed: AtomicBool,
+    /// Held until closed.
+    lock: Mutex<Option<DirLock>>,
+}
+
+/// An open data directory. See the crate documentation for an example.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("dir", &self.inner.dir)
+            .field("backend", &self.inner.backend)
+            .field("shards", &self.inner.shards.len())
+            .finish()
+    }
+}
+
+fn storage_factory(config: &EngineConfig) -> Result<Arc<dyn StorageFactory>> {
+    if let Some(storage) = &config.storage {
+        return Ok(storage.clone());
+    }
+    match config.io {
+        IoChoice::Portable | IoChoice::Auto => Ok(Arc::new(PortableFactory)),
+        IoChoice::Uring => Err(Error::config(
+            "io",
+            "the io_uring backend is not available in this build; use auto or portable",
+        )),
+    }
+}
+
+fn lock_poisoned<T>(poisoned: std::sync::PoisonError<T>) -> T {
+    // Every critical section here leaves the data consistent before anything that could
+    // panic, so a poisoned lock's contents are still valid.
+    poisoned.into_inner()
+}
+
+impl Engine {
+    /// Open the data directory `dir` (created if missing), recovering every partition.
+    ///
+    /// Fails with [`Error::DirectoryInUse`] if another engine has it open.
+    pub fn open(dir: impl AsRef<Path>, config: EngineConfig) -> Result<Engine> {
+        config.validate()?;
+        let dir = dir.as_ref().to_path_buf();
+        let factory = storage_factory(&config)?;
+        let mut control = factory.create().map_err(|e| Error::io("create storage", &dir, e))?;
+        control.create_dir_all(&dir).map_err(|e| Error::io("create directory", &dir, e))?;
+        let lock = control.lock_dir(&dir).map_err(|e| match e.kind() {
+            std::io::ErrorKind::WouldBlock => Error::DirectoryInUse { path: dir.clone() },
+            _ => Error::io("lock", dir.join("LOCK"), e),
+        })?;
+        let topics = load_catalog(&mut *control, &dir)?;
+
+        let settings = ShardSettings {
+            preparation: config.segment_preparation,
+            write_buffer_bytes: config.write_buffer_bytes,
+        };
+        let mut shards = Vec::with_capacity(config.shards);
+        for index in 0..config.shards {
+            let storage = factory.create().map_err(|e| Error::io("create storage", &dir, e))?;
+            shards.push(shard::spawn(
+                index,
+                storage,
+                config.clock.clone(),
+                settings.clone(),
+                config.maintenance_interval_ms,
+            )?);
+        }
+        let engine = Engine {
+            inner: Arc::new(Inner {
+                dir,
+                backend: factory.kind(),
+                config,
+                shards,
+                topics: RwLock::new(HashMap::new()),
+                control: Mutex::new(control),
+                closed: AtomicBool::new(false),
+                lock: Mutex::new(Some(lock)),
+            }),
+        };
+        for meta in topics {
+            let entry = engine.open_topic_on_shards(meta)?;
+            engine
+                .inner
+                .topics
+                .write()
+                .unwrap_or_else(lock_poisoned)
+                .insert(entry.name.to_string(), entry);
+        }
+        tracing::info!(dir = %engine.inner.dir.display(), backend = %engine.inner.backend, shards = engine.inner.shards.len(), "engine open");
+        Ok(engine)
+    }
+
+    /// The data directory.
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// The I/O backend in use.
+    pub fn backend(&self) -> BackendKind {
+        self.inner.backend
+    }
+
+    /// Number of shards.
+    pub fn shard_count(&self) -> usize {
+        self.inner.shards.len()
+    }
+
+    /// The shard that owns a partition (a pure function: see [`topic::shard_for`]).
+    pub fn shard_of(&self, topic: &str, partition: u32) -> usize {
+        topic::shard_for(topic, partition, self.inner.shards.len())
+    }
+
+    fn check_open(&self) -> Result<()> {
+        if self.inner.closed.load(Ordering::Acquire) { Err(Error::Closed) } else { Ok(()) }
+    }
+
+    fn topic(&self, name: &str) -> Result<Arc<TopicEntry>> {
+        self.check_open()?;
+        self.inner
+            .topics
+            .read()
+            .unwrap_or_else(lock_poisoned)
+            .get(name)
+            .cloned()
+            .ok_or_else(|| Error::UnknownTopic { topic: name.to_string() })
+    }
+
+    fn target(&self, entry: &TopicEntry, partition: u32) -> Result<(Target, usize)> {
+        if partition >= entry.config.partitions {
+            return Err(Error::PartitionOutOfRange {
+                topic: entry.name.to_string(),
+                partition,
+                partitions: entry.config.partitions,
+            });
+        }
+        let target = Target {
+            topic: entry.name.clone(),
+            key: PartitionKey { topic_id: entry.meta.id, partition },
+        };
+        Ok((target, self.shard_of(&entry.name, partition)))
+    }
+
+    fn submit<T>(&self, shard: usize, request: Request, pending: Pending<T>) -> Pending<T> {
+        if let Err((shard::mailbox::SendError::Stopped(reason), request)) =
+            self.inner.shards[shard].mailbox.send(request)
+        {
+            request.fail(|| {
+                if self.inner.closed.load(Ordering::Acquire) {
+                    Error::Closed
+                } else {
+                    Error::ShardStopped { shard, reason: reason.clone() }
+                }
+            });
+        }
+        pending
+    }
+
+    // ------------------------------------------------------------------------------------
+    // Topics
+    // ------------------------------------------------------------------------------------
+
+    /// Create a topic.
+    pub fn create_topic(&self, name: &str, config: TopicConfig) -> Result<()> {
+        self.check_open()?;
+        topic::validate_name(name)?;
+        config.validate()?;
+        let mut topics = self.inner.topics.write().unwrap_or_else(lock_poisoned);
+        if topics.contains_key(name) {
+            return Err(Error::TopicExists { topic: name.to_string() });
+        }
+        if topics.len() >= limits::TOPICS_MAX {
+            return Err(Error::config(
+                "topics",
+                format!("an engine holds at most {}", limits::TOPICS_MAX),
+            ));
+        }
+        let now = self.inner.config.clock.now_ms();
+        let max_id = topics.values().map(|t| t.meta.id).max().unwrap_or(0);
+        let id = (max_id + 1).max((now.max(0) as u64) << 10);
+        let meta = TopicMeta::new(name, id, now, &config);
+        let topics_dir = self.inner.dir.join(TOPICS_DIR);
+        let topic_dir = topics_dir.join(name);
+        {
+            let mut control = self.inner.control.lock().unwrap_or_else(lock_poisoned);
+            control
+                .create_dir_all(&topic_dir)
+                .map_err(|e| Error::io("create directory", &topic_dir, e))?;
+            control
+                .sync_dir(&topics_dir)
+                .map_err(|e| Error::io("sync directory", &topics_dir, e))?;
+            let meta_path = topic_dir.join(TOPIC_META_FILE);
+            tidelog_io::storage::write_file_atomic(&mut **control, &meta_path, &meta.encode())
+                .map_err(|e| Error::io("write", &meta_path, e))?;
+        }
+        let entry = self.open_topic_on_shards(meta)?;
+        topics.insert(name.to_string(), entry);
+        tracing::info!(topic = name, partitions = config.partitions, "created topic");
+        Ok(())
+    }
+
+    fn open_topic_on_shards(&self, meta: TopicMeta) -> Result<Arc<TopicEntry>> {
+        let name: Arc<str> = Arc::from(meta.name.as_str());
+        let config = Arc::new(meta.config());
+        let dir = self.inner.dir.join(TOPICS_DIR).join(&meta.name);
+        let mut by_shard: Vec<Vec<u32>> = vec![Vec::new(); self.inner.shards.len()];
+        for partition in 0..config.partitions {
+            by_shard[self.shard_of(&name, partition)].push(partition);
+        }
+        let mut waits = Vec::new();
+        for (shard, partitions) in by_shard.into_iter().enumerate() {
+            if partitions.is_empty() {
+                continue;
+            }
+            let (reply, pending) = completion::channel();
+            let request = Request::OpenTopic {
+                topic: name.clone(),
+                topic_id: meta.id,
+                config: config.clone(),
+                dir: dir.clone(),
+                partitions,
+                reply,
+            };
+            waits.push(self.submit(shard, request, pending));
+        }
+        let mut first_error = None;
+        for wait in waits {
+            if let Err(err) = wait.wait() {
+                first_error.get_or_insert(err);
+            }
+        }
+        if let Some(err) = first_error {
+            // Best effort: release what did open; the open error is what the caller needs.
+            let _ = self.close_topic_on_shards(meta.id);
+            return Err(err);
+        }
+        Ok(Arc::new(TopicEntry { name, meta, config, round_robin: RoundRobin::default() }))
+    }
+
+    fn close_topic_on_shards(&self, topic_id: u64) -> Result<()> {
+        let waits: Vec<_> = (0..self.inner.shards.len())
+            .map(|shard| {
+                let (reply, pending) = completion::channel();
+                self.submit(shard, Request::CloseTopic { topic_id, reply }, pending)
+            })
+            .collect();
+        let mut result = Ok(());
+        for wait in waits {
+            if let Err(err) = wait.wait() {
+                result = result.and(Err(err));
+            }
+        }
+        result
+    }
+
+    /// Delete a topic and all its records. Appends and reads in flight on it fail with
+    /// [`Error::UnknownTopic`].
+    pub fn delete_topic(&self, name: &str) -> Result<()> {
+        self.check_open()?;
+        let mut topics = self.inner.topics.write().unwrap_or_else(lock_poisoned);
+        let entry =
+            topics.remove(name).ok_or_else(|| Error::UnknownTopic { topic: name.to_string() })?;
+        drop(topics);
+        let closed = self.close_topic_on_shards(entry.meta.id);
+        let topics_dir = self.inner.dir.join(TOPICS_DIR);
+        let trash_dir = self.inner.dir.join(TRASH_DIR);
+        let from = topics_dir.join(name);
+        let to = trash_dir.join(format!("{name}-{}", entry.meta.id));
+        let mut control = self.inner.control.lock().unwrap_or_else(lock_poisoned);
+        control.rename(&from, &to).map_err(|e| Error::io("rename", &from, e))?;
+        control.sync_dir(&topics_dir).map_err(|e| Error::io("sync directory", &topics_dir, e))?;
+        control.remove_dir_all(&to).map_err(|e| Error::io("remove", &to, e))?;
+        tracing::info!(topic = name, "deleted topic");
+        closed
+    }
+
+    /// Names of all topics, sorted.
+    pub fn topics(&self) -> Vec<String> {
+        let mut names: Vec<String> =
+            self.inner.topics.read().unwrap_or_else(lock_poisoned).keys().cloned().collect();
+        names.sort();
+        names
+    }
+
+    /// A topic's configuration.
+    pub fn topic_config(&self, name: &str) -> Result<TopicConfig> {
+        Ok((*self.topic(name)?.config).clone())
+    }
+
+    /// A topic's configuration and the state of every partition.
+    pub fn describe_topic(&self, name: &str) -> Result<TopicDescription> {
+        let entry = self.topic(name)?;
+        let partitions = (0..entry.config.partitions)
+            .map(|p| self.partition_info(name, p))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(TopicDescription {
+            name: name.to_string(),
+            config: (*entry.config).clone(),
+            created_ms: entry.meta.created_ms,
+            partitions,
+        })
+    }
+
+    /// One partition's offsets and segments.
+    pub fn partition_info(&self, topic: &str, partition: u32) -> Result<PartitionInfo> {
+        let entry = self.topic(topic)?;
+        let (target, shard) = self.target(&entry, partition)?;
+        let (reply, pending) = completion::channel();
+        self.submit(shard, Request::Info { target, reply }, pending).wait()
+    }
+
+    // ------------------------------------------------------------------------------------
+    // Appends
+    // ------------------------------------------------------------------------------------
+
+    /// The partition a record with `key` goes to: Kafka's default partitioner (murmur2 of
+    /// the key) for keyed records, round-robin for unkeyed ones.
+    pub fn partition_for(&self, topic: &str, key: Option<&[u8]>) -> Result<u32> {
+        let entry = self.topic(topic)?;
+        Ok(match key {
+            Some(key) => partition_for_key(key, entry.config.partitions),
+            None => entry.round_robin.next(entry.config.partitions),
+        })
+    }
+
+    /// Append records to one partition and wait until `durability` is reached. Returns the
+    /// offsets assigned.
+    ///
+    /// ```
+    /// # use tidelog_core::{Engine, EngineConfig, TopicConfig, Durability, Record};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let engine = Engine::open(dir.path(), EngineConfig::default())?;
+    /// engine.create_topic("events", TopicConfig::default())?;
+    /// let appended = engine.append("events", 0, &[Record::new(b"hello")], Durability::Durable)?;
+    /// assert_eq!(appended.base_offset, 0);
+    /// # engine.close()?;
+    /// # Ok::<(), tidelog_core::Error>(())
+    /// ```
+    pub fn append(
+        &self,
+        topic: &str,
+        partition: u32,
+        records: &[Record<'_>],
+        durability: Durability,
+    ) -> Result<AppendResult> {
+        self.append_async(topic, partition, records, durability).wait()
+    }
+
+    /// Append records to one partition without waiting: the returned [`Pending`] completes
+    /// when `durability` is reached. Appends from one thread to one partition are applied in
+    /// the order they are made.
+    pub fn append_async(
+        &self,
+        topic: &str,
+        partition: u32,
+        records: &[Record<'_>],
+        durability: Durability,
+    ) -> Pending<AppendResult> {
+        let prepared = self.topic(topic).and_then(|entry| {
+            if records.is_empty() {
+                return Err(Error::EmptyBatch);
+            }
+            if records.len() > limits::BATCH_RECORDS_MAX {
+                return Err(Error::BatchTooLarge {
+                    size: records.len(),
+                    max: limits::BATCH_RECORDS_MAX,
+                });
+            }
+            let batch =
+                encode_batch(records, self.inner.config.clock.now_ms(), BatchOptions::default());
+            Ok((entry, batch))
+        });
+        match prepared {
+            Ok((entry, batch)) => self.append_encoded(&entry, partition, batch, durability),
+            Err(err) => Pending::ready(Err(err)),
+        }
+    }
+
+    /// Append one record to the partition the partitioner picks (see
+    /// [`Engine::partition_for`]).
+    pub fn send(
+        &self,
+        topic: &str,
+        record: &Record<'_>,
+        durability: Durability,
+    ) -> Pending<AppendResult> {
+        match self.partition_for(topic, record.key) {
+            Ok(partition) => {
+                self.append_async(topic, partition, std::slice::from_ref(record), durability)
+            }
+            Err(err) => Pending::ready(Err(err)),
+        }
+    }
+
+    /// Append a batch already encoded in Kafka's v2 format (for example one received from a
+    /// Kafka client). Its base offset is replaced; it is validated in full.
+    pub fn append_batch(
+        &self,
+        topic: &str,
+        partition: u32,
+        batch: Vec<u8>,
+        durability: Durability,
+    ) -> Pending<AppendResult> {
+        match self.topic(topic) {
+            Ok(entry) => self.append_encoded(&entry, partition, batch, durability),
+            Err(err) => Pending::ready(Err(err)),
+        }
+    }
+
+    fn append_encoded(
+        &self,
+        entry: &TopicEntry,
+        partition: u32,
+        batch: Vec<u8>,
+        durability: Durability,
+    ) -> Pending<AppendResult> {
+        let max = entry.config.record_size_bytes_max as usize;
+        if batch.len() > max {
+            return Pending::ready(Err(Error::RecordTooLarge {
+                topic: entry.name.to_string(),
+                size: batch.len(),
+                max,
+            }));
+        }
+        let (target, shard) = match self.target(entry, partition) {
+            Ok(found) => found,
+            Err(err) => return Pending::ready(Err(err)),
+        };
+        let (reply, pending) = completion::channel();
+        self.submit(shard, Request::Append { target, batch, durability, reply }, pending)
+    }
+
+    // ------------------------------------------------------------------------------------
+    // Reads
+    // ------------------------------------------------------------------------------------
+
+    /// Read whole batches from a partition, starting with the one holding `request.offset`.
+    ///
+    /// ```
+    /// # use tidelog_core::{Engine, EngineConfig, TopicConfig, Durability, Record, ReadRequest};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let engine = Engine::open(dir.path(), EngineConfig::default())?;
+    /// # engine.create_topic("events", TopicConfig::default())?;
+    /// engine.append("events", 0, &[Record::new(b"a"), Record::new(b"b")], Durability::Written)?;
+    /// let fetch = engine.read("events", 0, ReadRequest::new(1))?;
+    /// let values: Vec<&[u8]> = fetch.records().map(|r| r.unwrap().value().unwrap()).collect();
+    /// assert_eq!(values, [b"b"]);
+    /// assert_eq!(fetch.next_offset(), 2);
+    /// # Ok::<(), tidelog_core::Error>(())
+    /// ```
+    pub fn read(&self, topic: &str, partition: u32, request: ReadRequest) -> Result<Fetch> {
+        self.read_async(topic, partition, request).wait()
+    }
+
+    /// Read without blocking the caller: see [`Engine::read`].
+    pub fn read_async(&self, topic: &str, partition: u32, request: ReadRequest) -> Pending<Fetch> {
+        let checked = self.topic(topic).and_then(|entry| {
+            if request.max_bytes > limits::FETCH_BYTES_MAX {
+                return Err(Error::config(
+                    "max_bytes",
+                    format!("must be at most {}", limits::FETCH_BYTES_MAX),
+                ));
+            }
+            if request.max_wait.as_millis() > u128::from(limits::FETCH_WAIT_MS_MAX) {
+                return Err(Error::config(
+                    "max_wait",
+                    format!("must be at most {} ms", limits::FETCH_WAIT_MS_MAX),
+                ));
+            }
+            self.target(&entry, partition)
+        });
+        match checked {
+            Ok((target, shard)) => {
+                let (reply, pending) = completion::channel();
+                self.submit(shard, Request::Read { target, request, reply }, pending)
+            }
+            Err(err) => Pending::ready(Err(err)),
+        }
+    }
+
+    /// The first offset whose record timestamp is at or after `timestamp_ms`, or `None` if
+    /// all retained records are older.
+    pub fn offset_for_timestamp(
+        &self,
+        topic: &str,
+        partition: u32,
+        timestamp_ms: i64,
+    ) -> Result<Option<u64>> {
+        let entry = self.topic(topic)?;
+        let (target, shard) = self.target(&entry, partition)?;
+        let (reply, pending) = completion::channel();
+        self.submit(
+            shard,
+            Request::OffsetForTimestamp { target, timestamp: timestamp_ms, reply },
+            pending,
+        )
+        .wait()
+    }
+
+    // ------------------------------------------------------------------------------------
+    // Maintenance and shutdown
+    // ------------------------------------------------------------------------------------
+
+    /// Run segment-age rolls and retention on every shard now (they also run every
+    /// `maintenance_interval_ms`).
+    pub fn run_maintenance(&self) -> Result<()> {
+        self.check_open()?;
+        let waits: Vec<_> = (0..self.inner.shards.len())
+            .map(|shard| {
+                let (reply, pending) = completion::channel();
+                self.submit(shard, Request::Maintain { reply }, pending)
+            })
+            .collect();
+        waits.into_iter().try_for_each(|w| w.wait())
+    }
+
+    /// Write and sync everything buffered, close all files and stop the shards. Every clone
+    /// of this engine is closed. Calling it again does nothing.
+    pub fn close(&self) -> Result<()> {
+        self.inner.close()
+    }
+}
+
+impl Inner {
+    fn close(&self) -> Result<()> {
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        let waits: Vec<_> = self
+            .shards
+            .iter()
+            .map(|shard| {
+                let (reply, pending) = completion::channel();
+                if let Err((_, request)) = shard.mailbox.send(Request::Shutdown { reply }) {
+                    request.fail(|| Error::Closed);
+                }
+                pending
+            })
+            .collect();
+        let mut result = Ok(());
+        for (index, wait) in waits.into_iter().enumerate() {
+            match wait.wait() {
+                Ok(()) | Err(Error::Closed) => {}
+                Err(err) => {
+                    tracing::error!(shard = index, error = %err, "shard shutdown failed");
+                    result = result.and(Err(err));
+                }
+            }
+        }
+        for (index, shard) in self.shards.iter().enumerate() {
+            if let Some(thread) = shard.thread.lock().unwrap_or_else(lock_poisoned).take() {
+                let _ = thread.join();
+            }
+            if let Some(reason) = shard.mailbox.stopped().filter(|r| r.starts_with("panicked")) {
+                result = result
+                    .and(Err(Error::ShardStopped { shard: index, reason: reason.to_string() }));
+            }
+        }
+        // Every file is closed: another engine may open the directory now.
+        self.lock.lock().unwrap_or_else(lock_poisoned).take();
+        result
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Err(err) = self.close() {
+            tracing::error!(error = %err, "closing the engine on drop failed");
+        }
+    }
+}
+
+/// Read the catalog: every topic with its metadata; remove leftovers of interrupted creations
+/// and deletions.
+fn load_catalog(control: &mut dyn Storage, dir: &Path) -> Result<Vec<TopicMeta>> {
+    let topics_dir = dir.join(TOPICS_DIR);
+    let trash_dir = dir.join(TRASH_DIR);
+    for path in [&topics_dir, &trash_dir] {
+        control.create_dir_all(path).map_err(|e| Error::io("create directory", path, e))?;
+    }
+    for entry in control.read_dir(&trash_dir).map_err(|e| Error::io("list", &trash_dir, e))? {
+        let path = trash_dir.join(&entry.name);
+        let removed =
+            if entry.is_dir { control.remove_dir_all(&path) } else { control.remove_file(&path) };
+        removed.map_err(|e| Error::io("remove", &path, e))?;
+    }
+    let mut topics = Vec::new();
+    for entry in control.read_dir(&topics_dir).map_err(|e| Error::io("list", &topics_dir, e))? {
+        let path = topics_dir.join(&entry.name);
+        if !entry.is_dir {
+            tracing::warn!(file = %path.display(), "unexpected file in the topics directory");
+            continue;
+        }
+        let meta_path = path.join(TOPIC_META_FILE);
+        let bytes = match tidelog_io::storage::read_file(control, &meta_path) {
+            Ok(bytes) => bytes,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                tracing::warn!(topic = %entry.name, "removing a topic whose creation was interrupted");
+                control.remove_dir_all(&path).map_err(|e| Error::io("remove", &path, e))?;
+                continue;
+            }
+            Err(err) => return Err(Error::io("read", &meta_path, err)),
+        };
+        let meta =
+            TopicMeta::decode(&bytes).map_err(|reason| Error::corrupt(&meta_path, 0, reason))?;
+        if meta.name != entry.name {
+            return Err(Error::corrupt(
+                &meta_path,
+                0,
+                format!("names topic {:?}, but lives in directory {:?}", meta.name, entry.name),
+            ));
+        }
+        meta.config().validate()?;
+        topics.push(meta);
+    }
+    Ok(topics)
+}

@@ -1,0 +1,141 @@
+//! What a shard lends a partition while it works: the storage, the clock, settings, and a
+//! way to wait for one operation while others are in flight.
+
+use std::io;
+
+use tidelog_io::{AlignedBuf, Clock, Completion, FileId, Op, Storage, Submission, Wait};
+
+use crate::config::SegmentPreparation;
+
+/// Shard-wide settings partitions need.
+#[derive(Clone, Debug)]
+pub(crate) struct ShardSettings {
+    /// How segments are prepared.
+    pub preparation: SegmentPreparation,
+    /// Write buffer size per partition.
+    pub write_buffer_bytes: usize,
+}
+
+/// Token of operations submitted by [`ShardIo::run_now`]: never routed to a partition.
+pub(crate) const RUN_NOW_TOKEN: u64 = u64::MAX;
+
+/// Build an operation token from a partition slot and a sequence number.
+pub(crate) fn token(slot: u32, seq: u32) -> u64 {
+    (u64::from(slot) << 32) | u64::from(seq)
+}
+
+/// Split a token into slot and sequence number.
+pub(crate) fn split_token(token: u64) -> (u32, u32) {
+    ((token >> 32) as u32, token as u32)
+}
+
+/// The shard's I/O services, borrowed by a partition for one call.
+pub(crate) struct ShardIo<'a> {
+    pub storage: &'a mut dyn Storage,
+    pub clock: &'a dyn Clock,
+    /// Completions reaped while waiting for something else; the shard dispatches them next.
+    pub stash: &'a mut Vec<Completion>,
+    pub settings: &'a ShardSettings,
+}
+
+impl ShardIo<'_> {
+    /// Milliseconds since the Unix epoch.
+    pub fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
+    /// Room for `n` more submissions?
+    pub fn has_room(&self, n: usize) -> bool {
+        self.storage.in_flight() + n <= self.storage.queue_depth()
+    }
+
+    /// Submit, handing the submission back when the queue is full.
+    pub fn submit(&mut self, submission: Submission) -> Result<(), Submission> {
+        self.storage.submit(submission)
+    }
+
+    /// Run one operation to completion while others may be in flight (their completions are
+    /// stashed for the shard). For slow paths only: the shard does nothing else meanwhile.
+    pub fn run_now(&mut self, op: Op) -> (io::Result<usize>, Option<AlignedBuf>) {
+        let mut submission = Submission::new(RUN_NOW_TOKEN, op);
+        loop {
+            match self.storage.submit(submission) {
+                Ok(()) => break,
+                Err(rejected) => {
+                    submission = rejected;
+                    if let Err(err) = self.storage.complete(self.stash, Wait::One) {
+                        return (Err(err), submission.op.into_buf());
+                    }
+                }
+            }
+        }
+        let mut done = Vec::new();
+        loop {
+            if let Err(err) = self.storage.complete(&mut done, Wait::One) {
+                // The storage is broken; whatever was reaped still goes to the shard.
+                self.stash.append(&mut done);
+                return (Err(err), None);
+            }
+            let mut mine = None;
+            for completion in done.drain(..) {
+                if completion.token == RUN_NOW_TOKEN {
+                    mine = Some(completion);
+                } else {
+                    self.stash.push(completion);
+                }
+            }
+            if let Some(completion) = mine {
+                return (completion.result, completion.buf);
+            }
+        }
+    }
+
+    /// Read `len` bytes at `offset` (fewer at end of file), waiting for them.
+    pub fn read_now(&mut self, file: FileId, offset: u64, len: usize) -> io::Result<AlignedBuf> {
+        let mut buf = AlignedBuf::with_capacity(len);
+        let mut done = 0usize;
+        while done < len {
+            let want = len - done;
+            let chunk = AlignedBuf::with_capacity(want);
+            let (result, chunk) = self.run_now(Op::Read {
+                file,
+                offset: offset + done as u64,
+                len: want,
+                buf: chunk,
+            });
+            let n = result?;
+            let chunk =
+                chunk.ok_or_else(|| io::Error::other("read completed without its buffer"))?;
+            if done == 0 && n == len {
+                return Ok(chunk);
+            }
+            if n == 0 {
+                break;
+            }
+            buf.extend_from_slice(&chunk[..n]);
+            done += n;
+        }
+        Ok(buf)
+    }
+
+    /// Write all of `bytes` at `offset`, waiting for it.
+    pub fn write_now(&mut self, file: FileId, offset: u64, bytes: &[u8]) -> io::Result<()> {
+        let mut done = 0usize;
+        while done < bytes.len() {
+            let buf = AlignedBuf::from_slice(&bytes[done..]);
+            let (result, _) = self.run_now(Op::Write { file, offset: offset + done as u64, buf });
+            match result? {
+                0 => {
+                    return Err(io::Error::new(io::ErrorKind::WriteZero, "write returned 0 bytes"));
+                }
+                n => done += n,
+            }
+        }
+        Ok(())
+    }
+
+    /// `fdatasync`, waiting for it.
+    pub fn sync_now(&mut self, file: FileId) -> io::Result<()> {
+        self.run_now(Op::SyncData { file }).0.map(|_| ())
+    }
+}

@@ -1,0 +1,956 @@
+//! A partition: an append-only sequence of record batches with dense offsets, stored as a list
+//! of segments of which the last is active.
+//!
+//! A partition belongs to one shard thread and is driven by it: the shard hands it requests
+//! (append, read, lookups), the completions of the operations it submitted, and periodic
+//! ticks. Nothing here blocks on the append path: appends are copied into a write buffer and
+//! written by operations submitted to the shard's storage; acknowledgements follow the
+//! completions.
+//!
+//! Offsets a partition tracks (`log_start ≤ durable ≤ written ≤ next`):
+//! - `log_start_offset`: the first retained offset (the base of the oldest segment);
+//! - `durable_offset`: records below it are covered by a completed `fdatasync` — and so is
+//!   everything before them (the durable prefix never has a hole, also across segment rolls);
+//! - `written_offset`: records below it have completed writes; this is the high watermark,
+//!   what readers see;
+//! - `next_offset`: the offset the next appended record gets.
+//!
+//! Group commit: while an `fdatasync` is in flight, appends accumulate in the write buffer;
+//! when it completes, everything accumulated goes out as one linked write chain ending in one
+//! `fdatasync`. After a failed write or sync the partition refuses writes until the engine is
+//! reopened (fail-stop: retrying an fsync is not safe); reads keep working.
+
+mod io;
+mod read;
+mod recovery;
+mod retention;
+
+use std::collections::{HashMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tidelog_io::{AlignedBuf, Completion, FileId, Op, Submission};
+
+use crate::completion::Reply;
+use crate::config::{Durability, TopicConfig};
+use crate::error::{Error, Result};
+use crate::record::{self, BatchView};
+use crate::segment::{self, Segment};
+
+pub(crate) use io::{RUN_NOW_TOKEN, ShardIo, ShardSettings, split_token};
+pub use read::{Fetch, FetchRecords, Isolation, ReadRequest};
+
+/// What an append returns: the offsets its records were given.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AppendResult {
+    /// Offset of the first record.
+    pub base_offset: u64,
+    /// Offset of the last record.
+    pub last_offset: u64,
+}
+
+impl AppendResult {
+    /// Number of records appended.
+    pub fn record_count(&self) -> u64 {
+        self.last_offset - self.base_offset + 1
+    }
+}
+
+/// A segment as reported by [`PartitionInfo`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SegmentInfo {
+    /// First offset.
+    pub base_offset: u64,
+    /// One past the last offset.
+    pub next_offset: u64,
+    /// Bytes of batch data.
+    pub size_bytes: u64,
+    /// Largest record timestamp (-1 if none).
+    pub max_timestamp: i64,
+    /// True for the segment being written.
+    pub active: bool,
+}
+
+/// A snapshot of a partition's state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PartitionInfo {
+    /// Topic name.
+    pub topic: String,
+    /// Partition number.
+    pub partition: u32,
+    /// Shard that owns the partition.
+    pub shard: usize,
+    /// First retained offset.
+    pub log_start_offset: u64,
+    /// One past the last readable offset (records below it have been written).
+    pub high_watermark: u64,
+    /// One past the last durable offset.
+    pub durable_offset: u64,
+    /// Offset the next appended record gets.
+    pub next_offset: u64,
+    /// Segments, oldest first.
+    pub segments: Vec<SegmentInfo>,
+    /// Why the partition stopped accepting writes, if it did.
+    pub failed: Option<String>,
+}
+
+impl PartitionInfo {
+    /// Total bytes of batch data.
+    pub fn size_bytes(&self) -> u64 {
+        self.segments.iter().map(|s| s.size_bytes).sum()
+    }
+}
+
+/// An operation in flight, by sequence number.
+#[derive(Debug)]
+enum OpKind {
+    /// Log data for `segment`.
+    Write { segment: u64, file: FileId, position: u64 },
+    /// Index bytes for `segment`.
+    IndexWrite { segment: u64, file: FileId, position: u64 },
+    /// `fdatasync` of the active segment's log, covering offsets below `covers`.
+    Sync { segment: u64, covers: u64 },
+    /// A step of closing `segment`.
+    Close { segment: u64 },
+}
+
+/// A log write in flight, in offset order.
+#[derive(Debug)]
+struct WriteInFlight {
+    /// Sequence number of the operation in flight; `None` while a retry waits for room.
+    seq: Option<u32>,
+    segment: u64,
+    end_offset: u64,
+    end_position: u64,
+    done: bool,
+    /// The rest of a short (or cancelled) write, to be submitted again.
+    retry: Option<PendingWrite>,
+}
+
+/// Bytes of the active segment waiting to be submitted.
+#[derive(Debug)]
+struct PendingWrite {
+    segment: u64,
+    file: FileId,
+    position: u64,
+    end_offset: u64,
+    buf: AlignedBuf,
+}
+
+/// An append waiting for its durability.
+#[derive(Debug)]
+struct Waiter {
+    result: AppendResult,
+    reply: Reply<AppendResult>,
+}
+
+/// Progress of closing a rolled segment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum CloseStage {
+    /// Waiting for its writes to complete.
+    Draining,
+    /// Its log `fdatasync` is in flight.
+    SyncingLog,
+    /// Its index tails (with the close entry) are being written and synced.
+    WritingIndexes,
+    /// Closed.
+    Done,
+}
+
+#[derive(Debug)]
+struct Closing {
+    segment: u64,
+    end_offset: u64,
+    stage: CloseStage,
+    ops: u32,
+}
+
+/// One partition. See the module documentation.
+#[derive(Debug)]
+pub(crate) struct Partition {
+    topic: Arc<str>,
+    id: u32,
+    shard: usize,
+    dir: PathBuf,
+    config: Arc<TopicConfig>,
+    slot: u32,
+    /// Oldest first; the last is active. Never empty.
+    segments: Vec<Segment>,
+    log_start_offset: u64,
+    next_offset: u64,
+    written_offset: u64,
+    durable_offset: u64,
+    /// Offsets below this are synced in the active segment's file (or earlier files).
+    active_synced_offset: u64,
+    /// The buffer appends are copied into.
+    buffer: Option<PendingWrite>,
+    /// Full buffers not yet submitted.
+    sealed: VecDeque<PendingWrite>,
+    spare_buffers: Vec<AlignedBuf>,
+    writes: VecDeque<WriteInFlight>,
+    ops: HashMap<u32, OpKind>,
+    next_seq: u32,
+    sync_in_flight: bool,
+    closing: VecDeque<Closing>,
+    written_waiters: VecDeque<Waiter>,
+    durable_waiters: VecDeque<Waiter>,
+    parked: Vec<read::ParkedRead>,
+    /// Set by a failed write or sync: the partition refuses writes.
+    failed: Option<String>,
+    /// Sync everything now (shutdown).
+    draining: bool,
+}
+
+impl Partition {
+    /// The partition number.
+    pub fn id(&self) -> u32 {
+        self.id
+    }
+
+    fn active(&self) -> &Segment {
+        // `segments` is never empty: open() creates a first segment and retention never
+        // deletes the active one.
+        self.segments.last().expect("a partition always has an active segment")
+    }
+
+    fn active_mut(&mut self) -> &mut Segment {
+        self.segments.last_mut().expect("a partition always has an active segment")
+    }
+
+    fn segment_mut(&mut self, base: u64) -> Option<&mut Segment> {
+        self.segments.iter_mut().find(|s| s.base_offset == base)
+    }
+
+    fn failed_error(&self) -> Option<Error> {
+        self.failed.as_ref().map(|cause| Error::PartitionFailed {
+            topic: self.topic.to_string(),
+            partition: self.id,
+            cause: cause.clone(),
+        })
+    }
+
+    fn next_seq(&mut self) -> u32 {
+        let seq = self.next_seq;
+        self.next_seq = self.next_seq.wrapping_add(1);
+        seq
+    }
+
+    /// A snapshot for callers.
+    pub fn info(&self) -> PartitionInfo {
+        let active_base = self.active().base_offset;
+        PartitionInfo {
+            topic: self.topic.to_string(),
+            partition: self.id,
+            shard: self.shard,
+            log_start_offset: self.log_start_offset,
+            high_watermark: self.written_offset,
+            durable_offset: self.durable_offset,
+            next_offset: self.next_offset,
+            segments: self
+                .segments
+                .iter()
+                .map(|s| SegmentInfo {
+                    base_offset: s.base_offset,
+                    next_offset: s.next_offset,
+                    size_bytes: s.size_bytes,
+                    max_timestamp: s.max_timestamp,
+                    active: s.base_offset == active_base,
+                })
+                .collect(),
+            failed: self.failed.clone(),
+        }
+    }
+
+    /// True while operations are in flight or data waits to be written.
+    pub fn is_busy(&self) -> bool {
+        !self.ops.is_empty()
+            || !self.closing.is_empty()
+            || self.buffer.as_ref().is_some_and(|b| !b.buf.is_empty())
+            || !self.sealed.is_empty()
+            || self.writes.iter().any(|w| w.retry.is_some())
+    }
+
+    /// True when so much is waiting to be submitted that the shard should stop taking new
+    /// appends for this partition until completions drain it (backpressure).
+    pub fn is_backlogged(&self) -> bool {
+        self.sealed.len() >= 4
+    }
+
+    // ----------------------------------------------------------------------------------
+    // Appends
+    // ----------------------------------------------------------------------------------
+
+    /// Append an encoded batch (from [`record::BatchBuilder`]): validate it, assign offsets,
+    /// buffer it, and answer `reply` once `durability` is reached.
+    pub fn append(
+        &mut self,
+        io: &mut ShardIo<'_>,
+        mut batch: Vec<u8>,
+        durability: Durability,
+        reply: Reply<AppendResult>,
+    ) {
+        if let Some(err) = self.failed_error() {
+            return reply.send(Err(err));
+        }
+        let (count, max_timestamp) = match self.check_batch(&batch) {
+            Ok(checked) => checked,
+            Err(err) => return reply.send(Err(err)),
+        };
+        let len = batch.len() as u64;
+        let active = self.active();
+        if !active.is_empty() && active.size_bytes + len > self.config.segment_size_bytes {
+            if let Err(err) = self.roll(io) {
+                self.fail(&err);
+                return reply.send(Err(err));
+            }
+        }
+        let base_offset = self.next_offset;
+        record::set_base_offset(&mut batch, base_offset as i64);
+        record::set_partition_leader_epoch(&mut batch, 0);
+        let now = io.now_ms();
+        let active = self.active_mut();
+        let position = active.size_bytes;
+        active.rolling_base_ms.get_or_insert(now);
+        active.note_batch(position, base_offset, base_offset + count, len, max_timestamp);
+        self.next_offset = base_offset + count;
+        self.buffer_bytes(io, &batch, position);
+        let result = AppendResult { base_offset, last_offset: base_offset + count - 1 };
+        match durability {
+            Durability::None => reply.send(Ok(result)),
+            Durability::Written => self.written_waiters.push_back(Waiter { result, reply }),
+            Durability::Durable => self.durable_waiters.push_back(Waiter { result, reply }),
+        }
+    }
+
+    /// Validate a batch about to be written (the first of the paired checks; the second is
+    /// on read). Returns its record count and max timestamp.
+    fn check_batch(&self, batch: &[u8]) -> Result<(u64, i64)> {
+        let max = self.config.record_size_bytes_max as usize;
+        if batch.len() > max {
+            return Err(Error::RecordTooLarge {
+                topic: self.topic.to_string(),
+                size: batch.len(),
+                max,
+            });
+        }
+        let view = BatchView::parse(batch).map_err(Error::InvalidBatch)?;
+        view.validate().map_err(Error::InvalidBatch)?;
+        if view.total_len() != batch.len() {
+            return Err(Error::InvalidBatch(record::DecodeError::InvalidLength {
+                length: view.batch_length(),
+            }));
+        }
+        let count = u64::from(view.last_offset_delta() as u32) + 1;
+        Ok((count, view.max_timestamp()))
+    }
+
+    /// Copy bytes into the write buffer of the active segment at `position`.
+    fn buffer_bytes(&mut self, io: &mut ShardIo<'_>, bytes: &[u8], position: u64) {
+        let fits = self.buffer.as_ref().is_some_and(|b| b.buf.remaining() >= bytes.len());
+        if !fits {
+            if let Some(full) = self.buffer.take() {
+                self.sealed.push_back(full);
+            }
+            let capacity = io.settings.write_buffer_bytes.max(bytes.len());
+            let buf = match self.spare_buffers.pop() {
+                Some(buf) if buf.capacity() >= capacity => buf,
+                _ => AlignedBuf::with_capacity(capacity),
+            };
+            let active = self.active();
+            let file = active.log.expect("the active segment's log is open");
+            self.buffer = Some(PendingWrite {
+                segment: active.base_offset,
+                file,
+                position,
+                end_offset: 0,
+                buf,
+            });
+        }
+        let next_offset = self.next_offset;
+        let pending = self.buffer.as_mut().expect("buffer was just ensured");
+        debug_assert_eq!(pending.position + pending.buf.len() as u64, position);
+        pending.buf.extend_from_slice(bytes);
+        pending.end_offset = next_offset;
+    }
+
+    /// Submit what is buffered, as the group-commit policy says. Called by the shard after
+    /// each round of requests and after completions.
+    pub fn flush(&mut self, io: &mut ShardIo<'_>) {
+        if self.failed.is_some() {
+            return;
+        }
+        self.advance_closings(io);
+        if !self.submit_retries(io) {
+            return;
+        }
+        if let Some(pending) = self.buffer.take_if(|b| !b.buf.is_empty()) {
+            self.sealed.push_back(pending);
+        }
+        let want_sync = self.want_sync();
+        let active_base = self.active().base_offset;
+        let active_writes = self.writes.iter().any(|w| w.segment == active_base && !w.done);
+        if want_sync {
+            if self.sync_in_flight || active_writes {
+                // Group commit: let appends accumulate until the fdatasync in flight is done.
+                return;
+            }
+            let chain = self.sealed.len();
+            if chain == 0 {
+                if self.written_offset > self.active_synced_offset && io.has_room(1) {
+                    self.submit_sync(io, self.written_offset);
+                }
+                return;
+            }
+            if !io.has_room(chain + 1) {
+                return;
+            }
+            let covers = self.sealed.back().map_or(self.written_offset, |p| p.end_offset);
+            while let Some(pending) = self.sealed.pop_front() {
+                self.submit_write(io, pending, true);
+            }
+            self.submit_sync(io, covers);
+        } else {
+            while !self.sealed.is_empty() && io.has_room(1) {
+                let Some(pending) = self.sealed.pop_front() else { break };
+                self.submit_write(io, pending, false);
+            }
+        }
+        self.flush_index(io);
+    }
+
+    /// Does any waiter need an fdatasync?
+    fn want_sync(&self) -> bool {
+        self.draining || !self.durable_waiters.is_empty()
+    }
+
+    fn submit_write(&mut self, io: &mut ShardIo<'_>, pending: PendingWrite, link_next: bool) {
+        let seq = self.next_seq();
+        let PendingWrite { segment, file, position, end_offset, buf } = pending;
+        let end_position = position + buf.len() as u64;
+        let submission = Submission {
+            token: io::token(self.slot, seq),
+            op: Op::Write { file, offset: position, buf },
+            link_next,
+        };
+        if let Err(rejected) = io.submit(submission) {
+            // Callers check for room first; a full queue here is a bookkeeping bug, but the
+            // data must not be lost: put it back.
+            let buf = rejected.op.into_buf().expect("a write owns its buffer");
+            self.sealed.push_front(PendingWrite { segment, file, position, end_offset, buf });
+            return;
+        }
+        self.ops.insert(seq, OpKind::Write { segment, file, position });
+        self.writes.push_back(WriteInFlight {
+            seq: Some(seq),
+            segment,
+            end_offset,
+            end_position,
+            done: false,
+            retry: None,
+        });
+        if let Some(s) = self.segment_mut(segment) {
+            s.ops_in_flight += 1;
+        }
+    }
+
+    /// Submit the rests of short or cancelled writes, in offset order, before anything new.
+    fn submit_retries(&mut self, io: &mut ShardIo<'_>) -> bool {
+        for i in 0..self.writes.len() {
+            if self.writes[i].retry.is_none() {
+                continue;
+            }
+            if !io.has_room(1) {
+                return false;
+            }
+            let Some(retry) = self.writes[i].retry.take() else { continue };
+            let seq = self.next_seq();
+            let PendingWrite { segment, file, position, buf, .. } = retry;
+            match io.submit(Submission::new(
+                io::token(self.slot, seq),
+                Op::Write { file, offset: position, buf },
+            )) {
+                Ok(()) => {
+                    self.ops.insert(seq, OpKind::Write { segment, file, position });
+                    self.writes[i].seq = Some(seq);
+                    if let Some(s) = self.segment_mut(segment) {
+                        s.ops_in_flight += 1;
+                    }
+                }
+                Err(rejected) => {
+                    let end_offset = self.writes[i].end_offset;
+                    let buf = rejected.op.into_buf().expect("a write owns its buffer");
+                    self.writes[i].retry =
+                        Some(PendingWrite { segment, file, position, end_offset, buf });
+                    return false;
+                }
+            }
+        }
+        true
+    }
+
+    fn submit_sync(&mut self, io: &mut ShardIo<'_>, covers: u64) {
+        let active = self.active();
+        let (segment, file) =
+            (active.base_offset, active.log.expect("the active segment's log is open"));
+        let seq = self.next_seq();
+        if io.submit(Submission::new(io::token(self.slot, seq), Op::SyncData { file })).is_ok() {
+            self.ops.insert(seq, OpKind::Sync { segment, covers });
+            self.sync_in_flight = true;
+            self.active_mut().ops_in_flight += 1;
+        }
+    }
+
+    /// Write the active segment's pending index bytes (not synced: indexes are rebuilt from
+    /// the log by recovery).
+    fn flush_index(&mut self, io: &mut ShardIo<'_>) {
+        if !io.has_room(2) {
+            return;
+        }
+        let slot = self.slot;
+        let active = self.segments.last_mut().expect("a partition always has an active segment");
+        let Some((offset_file, time_file)) = active.index_files else { return };
+        let mut submitted = Vec::new();
+        if let Some((at, bytes)) = active.offset_index.as_mut().and_then(|i| i.take_unwritten()) {
+            submitted.push((offset_file, at, bytes));
+        }
+        if let Some((at, bytes)) = active.time_index.as_mut().and_then(|i| i.take_unwritten()) {
+            submitted.push((time_file, at, bytes));
+        }
+        let segment = active.base_offset;
+        for (file, position, bytes) in submitted {
+            self.submit_index_write(io, slot, segment, file, position, &bytes);
+        }
+    }
+
+    fn submit_index_write(
+        &mut self,
+        io: &mut ShardIo<'_>,
+        slot: u32,
+        segment: u64,
+        file: FileId,
+        position: u64,
+        bytes: &[u8],
+    ) {
+        let seq = self.next_seq();
+        let buf = AlignedBuf::from_slice(bytes);
+        let submission =
+            Submission::new(io::token(slot, seq), Op::Write { file, offset: position, buf });
+        match io.submit(submission) {
+            Ok(()) => {
+                self.ops.insert(seq, OpKind::IndexWrite { segment, file, position });
+                if let Some(s) = self.segment_mut(segment) {
+                    s.ops_in_flight += 1;
+                }
+            }
+            Err(_) => {
+                // Callers check for room. Losing an index write is harmless (recovery
+                // rebuilds), but say so.
+                tracing::warn!(topic = %self.topic, partition = self.id, "index write dropped: queue full");
+            }
+        }
+    }
+
+    // ----------------------------------------------------------------------------------
+    // Completions
+    // ----------------------------------------------------------------------------------
+
+    /// Handle the completion of an operation this partition submitted.
+    pub fn on_completion(&mut self, io: &mut ShardIo<'_>, seq: u32, completion: Completion) {
+        let Some(kind) = self.ops.remove(&seq) else {
+            tracing::error!(topic = %self.topic, partition = self.id, seq, "completion for an unknown operation");
+            return;
+        };
+        let segment = match kind {
+            OpKind::Write { segment, .. }
+            | OpKind::IndexWrite { segment, .. }
+            | OpKind::Sync { segment, .. }
+            | OpKind::Close { segment } => segment,
+        };
+        if let Some(s) = self.segment_mut(segment) {
+            s.ops_in_flight = s.ops_in_flight.saturating_sub(1);
+        }
+        match kind {
+            OpKind::Write { segment, file, position } => {
+                self.on_write(io, seq, segment, file, position, completion)
+            }
+            OpKind::IndexWrite { segment, file, position } => match completion.result {
+                Ok(n) => {
+                    let len = completion.buf.as_ref().map_or(0, |b| b.len());
+                    if n < len && self.failed.is_none() {
+                        let rest =
+                            completion.buf.as_ref().map(|b| b[n..].to_vec()).unwrap_or_default();
+                        self.submit_index_write(
+                            io,
+                            self.slot,
+                            segment,
+                            file,
+                            position + n as u64,
+                            &rest,
+                        );
+                    }
+                }
+                Err(err) => self.fail_io("write index", segment, err),
+            },
+            OpKind::Sync { segment, covers } => {
+                self.sync_in_flight = false;
+                match completion.result {
+                    Ok(_) => {
+                        self.active_synced_offset = self.active_synced_offset.max(covers);
+                        self.advance_durable();
+                    }
+                    Err(err) if is_cancelled(&err) => {}
+                    Err(err) => self.fail_io("fdatasync", segment, err),
+                }
+            }
+            OpKind::Close { segment } => self.on_close_step(segment, completion),
+        }
+        self.flush(io);
+        self.serve_parked(io);
+    }
+
+    fn on_write(
+        &mut self,
+        io: &mut ShardIo<'_>,
+        seq: u32,
+        segment: u64,
+        file: FileId,
+        position: u64,
+        completion: Completion,
+    ) {
+        let Some(index) = self.writes.iter().position(|w| w.seq == Some(seq)) else {
+            tracing::error!(topic = %self.topic, partition = self.id, seq, "write completion not in flight");
+            return;
+        };
+        let buf = completion.buf;
+        let len = buf.as_ref().map_or(0, |b| b.len());
+        let written = match completion.result {
+            Ok(n) => n,
+            Err(err) if is_cancelled(&err) && self.failed.is_none() => 0,
+            Err(err) => {
+                self.writes.remove(index);
+                return self.fail_io("write", segment, err);
+            }
+        };
+        if written < len {
+            // Short, or cancelled because a linked write before it fell short: the rest goes
+            // out again before anything that follows (`submit_retries`), and
+            // `written_offset` cannot pass it meanwhile.
+            let Some(buf) = buf else {
+                return self.fail_io(
+                    "write",
+                    segment,
+                    std::io::Error::other("write completed without its buffer"),
+                );
+            };
+            let rest = if written == 0 { buf } else { AlignedBuf::from_slice(&buf[written..]) };
+            let entry = &mut self.writes[index];
+            entry.seq = None;
+            entry.retry = Some(PendingWrite {
+                segment,
+                file,
+                position: position + written as u64,
+                end_offset: entry.end_offset,
+                buf: rest,
+            });
+            self.submit_retries(io);
+            return;
+        }
+        self.writes[index].done = true;
+        if let Some(buf) = buf {
+            self.recycle(buf, io);
+        }
+        self.advance_written();
+    }
+
+    fn recycle(&mut self, mut buf: AlignedBuf, io: &ShardIo<'_>) {
+        let standard = tidelog_io::buffer::round_up_to_block(io.settings.write_buffer_bytes);
+        if buf.capacity() == standard
+            && self.spare_buffers.len() < crate::limits::WRITE_BUFFERS_SPARE_MAX
+        {
+            buf.clear();
+            self.spare_buffers.push(buf);
+        }
+    }
+
+    /// Move `written_offset` over writes completed in order, and answer waiters.
+    fn advance_written(&mut self) {
+        while self.writes.front().is_some_and(|w| w.done) {
+            let Some(write) = self.writes.pop_front() else { break };
+            self.written_offset = self.written_offset.max(write.end_offset);
+            if let Some(segment) = self.segment_mut(write.segment) {
+                segment.written_bytes = segment.written_bytes.max(write.end_position);
+            }
+        }
+        while self
+            .written_waiters
+            .front()
+            .is_some_and(|w| w.result.last_offset < self.written_offset)
+        {
+            let Some(waiter) = self.written_waiters.pop_front() else { break };
+            waiter.reply.send(Ok(waiter.result));
+        }
+    }
+
+    /// Move `durable_offset` as far as syncs and closed segments allow, and answer waiters.
+    fn advance_durable(&mut self) {
+        let cap = self.closing.front().map_or(u64::MAX, |c| c.end_offset);
+        let durable = self.active_synced_offset.min(cap).min(self.written_offset);
+        if durable > self.durable_offset {
+            self.durable_offset = durable;
+        }
+        while self
+            .durable_waiters
+            .front()
+            .is_some_and(|w| w.result.last_offset < self.durable_offset)
+        {
+            let Some(waiter) = self.durable_waiters.pop_front() else { break };
+            waiter.reply.send(Ok(waiter.result));
+        }
+    }
+
+    /// Stop accepting writes: answer every waiter that has not reached its durability with
+    /// the error, drop what was not yet submitted.
+    fn fail(&mut self, err: &Error) {
+        if self.failed.is_none() {
+            tracing::error!(topic = %self.topic, partition = self.id, error = %err, "partition stopped accepting writes");
+            self.failed = Some(err.to_string());
+        }
+        let failed = || Error::PartitionFailed {
+            topic: self.topic.to_string(),
+            partition: self.id,
+            cause: self.failed.clone().unwrap_or_default(),
+        };
+        for waiter in self.written_waiters.drain(..).chain(self.durable_waiters.drain(..)) {
+            waiter.reply.send(Err(failed()));
+        }
+        self.buffer = None;
+        self.sealed.clear();
+    }
+
+    fn fail_io(&mut self, op: &'static str, segment: u64, source: std::io::Error) {
+        let err = Error::io(op, segment::log_path(&self.dir, segment), source);
+        self.fail(&err);
+    }
+
+    // ----------------------------------------------------------------------------------
+    // Segment roll and close
+    // ----------------------------------------------------------------------------------
+
+    /// Start a new active segment at `next_offset`; the old one closes in the background.
+    fn roll(&mut self, io: &mut ShardIo<'_>) -> Result<()> {
+        if let Some(pending) = self.buffer.take_if(|b| !b.buf.is_empty()) {
+            self.sealed.push_back(pending);
+        }
+        let old_base = self.active().base_offset;
+        let base = self.next_offset;
+        let segment = recovery::create_segment(io, &self.dir, base)?;
+        self.segments.push(segment);
+        self.closing.push_back(Closing {
+            segment: old_base,
+            end_offset: base,
+            stage: CloseStage::Draining,
+            ops: 0,
+        });
+        tracing::debug!(topic = %self.topic, partition = self.id, base, "rolled segment");
+        self.advance_closings(io);
+        Ok(())
+    }
+
+    /// Move every closing segment through its stages as far as it can go now.
+    fn advance_closings(&mut self, io: &mut ShardIo<'_>) {
+        let mut finished = false;
+        for i in 0..self.closing.len() {
+            let (base, stage, ops) =
+                (self.closing[i].segment, self.closing[i].stage, self.closing[i].ops);
+            match stage {
+                CloseStage::Draining => {
+                    let drained = self.sealed.iter().all(|p| p.segment != base)
+                        && self
+                            .segments
+                            .iter()
+                            .find(|s| s.base_offset == base)
+                            .is_some_and(|s| s.ops_in_flight == 0);
+                    if drained && io.has_room(1) {
+                        if let Err(err) = self.start_close_sync(io, base) {
+                            return self.fail(&err);
+                        }
+                        self.closing[i].stage = CloseStage::SyncingLog;
+                        self.closing[i].ops = 1;
+                    }
+                }
+                CloseStage::SyncingLog if ops == 0 => {
+                    if io.has_room(4) {
+                        let ops = self.write_close_indexes(io, base);
+                        self.closing[i].stage = CloseStage::WritingIndexes;
+                        self.closing[i].ops = ops;
+                    }
+                }
+                CloseStage::WritingIndexes if ops == 0 => {
+                    self.finish_close(io, base);
+                    self.closing[i].stage = CloseStage::Done;
+                    finished = true;
+                }
+                _ => {}
+            }
+        }
+        if finished {
+            // A closed segment is synced whole: the durable prefix may cross it.
+            while let Some(closed) = self.closing.pop_front() {
+                if closed.stage != CloseStage::Done {
+                    self.closing.push_front(closed);
+                    break;
+                }
+                self.active_synced_offset = self.active_synced_offset.max(closed.end_offset);
+            }
+            self.advance_durable();
+        }
+    }
+
+    fn start_close_sync(&mut self, io: &mut ShardIo<'_>, base: u64) -> Result<()> {
+        let dir = self.dir.clone();
+        let Some(segment) = self.segment_mut(base) else { return Ok(()) };
+        let file = segment.log.expect("a closing segment's log is open");
+        let size = segment.size_bytes;
+        // A prepared file may be longer than its data: cut it, so a closed segment's file is
+        // exactly its data.
+        let len = io
+            .storage
+            .file_len(file)
+            .map_err(|e| Error::io("stat", segment::log_path(&dir, base), e))?;
+        if len != size {
+            io.storage
+                .set_len(file, size)
+                .map_err(|e| Error::io("truncate", segment::log_path(&dir, base), e))?;
+        }
+        let seq = self.next_seq();
+        if let Err(rejected) =
+            io.submit(Submission::new(io::token(self.slot, seq), Op::SyncData { file }))
+        {
+            drop(rejected);
+            return Err(Error::io(
+                "fdatasync",
+                segment::log_path(&dir, base),
+                std::io::Error::other("submission queue full"),
+            ));
+        }
+        self.ops.insert(seq, OpKind::Close { segment: base });
+        if let Some(s) = self.segment_mut(base) {
+            s.ops_in_flight += 1;
+        }
+        Ok(())
+    }
+
+    /// Write the close entry and the index tails, each linked to an `fdatasync` of its file.
+    fn write_close_indexes(&mut self, io: &mut ShardIo<'_>, base: u64) -> u32 {
+        let slot = self.slot;
+        let Some(segment) = self.segment_mut(base) else { return 0 };
+        segment.push_close_entry();
+        let Some((offset_file, time_file)) = segment.index_files else { return 0 };
+        let tails = [
+            (offset_file, segment.offset_index.as_mut().and_then(|i| i.take_unwritten())),
+            (time_file, segment.time_index.as_mut().and_then(|i| i.take_unwritten())),
+        ];
+        let mut ops = 0;
+        for (file, tail) in tails {
+            let mut submissions = Vec::new();
+            if let Some((at, bytes)) = tail {
+                submissions.push(Op::Write {
+                    file,
+                    offset: at,
+                    buf: AlignedBuf::from_slice(&bytes),
+                });
+            }
+            submissions.push(Op::SyncData { file });
+            let last = submissions.len() - 1;
+            for (i, op) in submissions.into_iter().enumerate() {
+                let seq = self.next_seq();
+                let submission =
+                    Submission { token: io::token(slot, seq), op, link_next: i < last };
+                if io.submit(submission).is_ok() {
+                    self.ops.insert(seq, OpKind::Close { segment: base });
+                    ops += 1;
+                    if let Some(s) = self.segment_mut(base) {
+                        s.ops_in_flight += 1;
+                    }
+                }
+            }
+        }
+        ops
+    }
+
+    fn on_close_step(&mut self, base: u64, completion: Completion) {
+        if let Err(err) = completion.result {
+            return self.fail_io("close segment", base, err);
+        }
+        if let Some(n) = completion.buf.as_ref().map(|b| b.len())
+            && completion.result.as_ref().is_ok_and(|&written| written < n)
+        {
+            return self.fail_io("close segment", base, std::io::Error::other("short index write"));
+        }
+        if let Some(closing) = self.closing.iter_mut().find(|c| c.segment == base) {
+            closing.ops = closing.ops.saturating_sub(1);
+        }
+    }
+
+    fn finish_close(&mut self, io: &mut ShardIo<'_>, base: u64) {
+        let Some(segment) = self.segment_mut(base) else { return };
+        if let Some((offset_file, time_file)) = segment.index_files.take() {
+            let _ = io.storage.close(offset_file);
+            let _ = io.storage.close(time_file);
+        }
+        segment.written_bytes = segment.size_bytes;
+        // The indexes stay loaded for reads; the log stays open.
+        tracing::debug!(topic = %self.topic, partition = self.id, base, "closed segment");
+    }
+
+    // ----------------------------------------------------------------------------------
+    // Shutdown
+    // ----------------------------------------------------------------------------------
+
+    /// Start a clean shutdown: write and sync everything buffered.
+    pub fn start_drain(&mut self, io: &mut ShardIo<'_>) {
+        self.draining = true;
+        self.flush(io);
+    }
+
+    /// After draining (no operation in flight): sync the active indexes and close all files.
+    pub fn close_files(&mut self, io: &mut ShardIo<'_>) -> Result<()> {
+        let mut first_error = None;
+        let dir = self.dir.clone();
+        for segment in &mut self.segments {
+            if let Some((offset_file, time_file)) = segment.index_files.take() {
+                for (file, path) in [
+                    (offset_file, segment::offset_index_path(&dir, segment.base_offset)),
+                    (time_file, segment::time_index_path(&dir, segment.base_offset)),
+                ] {
+                    let mut bytes = None;
+                    if file == offset_file {
+                        bytes = segment.offset_index.as_mut().and_then(|i| i.take_unwritten());
+                    } else if let Some(index) = segment.time_index.as_mut() {
+                        bytes = index.take_unwritten();
+                    }
+                    let result = match bytes {
+                        Some((at, bytes)) => io.write_now(file, at, &bytes),
+                        None => Ok(()),
+                    }
+                    .and_then(|()| io.sync_now(file));
+                    if let Err(err) = result {
+                        first_error.get_or_insert(Error::io("sync index", path, err));
+                    }
+                    let _ = io.storage.close(file);
+                }
+            }
+            if let Some(log) = segment.log.take() {
+                let _ = io.storage.close(log);
+            }
+        }
+        match first_error {
+            Some(err) => Err(err),
+            None => Ok(()),
+        }
+    }
+}
+
+fn is_cancelled(err: &std::io::Error) -> bool {
+    err.raw_os_error() == Some(125) // ECANCELED
+}

@@ -1,0 +1,512 @@
+//! Reads: fetches by offset (zero-copy views of the bytes read), long-poll waits for new
+//! records, and lookups by timestamp.
+
+use std::ops::ControlFlow;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tidelog_io::FileId;
+
+use crate::completion::Reply;
+use crate::error::{Error, Result};
+use crate::limits::{BATCH_SIZE_BYTES_MAX, INDEX_INTERVAL_BYTES};
+use crate::partition::io::ShardIo;
+use crate::partition::{Partition, recovery};
+use crate::record::{BatchIter, BatchView, DecodeError, LOG_OVERHEAD, RecordIter, RecordView};
+use crate::segment;
+
+/// Which records a read may see.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Isolation {
+    /// Records whose writes have completed (up to the high watermark). They survive a process
+    /// crash; a power loss may still take the ones not yet synced.
+    #[default]
+    Written,
+    /// Only records covered by a completed `fdatasync` (up to the durable offset): never a
+    /// record that a power loss could take back.
+    Durable,
+}
+
+/// A read by offset.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReadRequest {
+    /// First offset wanted.
+    pub offset: u64,
+    /// Most bytes to return; at least one whole batch is returned however large it is.
+    pub max_bytes: usize,
+    /// How long to wait for records when none are available at `offset` yet (0: return an
+    /// empty fetch at once).
+    pub max_wait: Duration,
+    /// Which records are visible.
+    pub isolation: Isolation,
+}
+
+impl ReadRequest {
+    /// Read from `offset` with the default size, no waiting, `Written` isolation.
+    pub fn new(offset: u64) -> Self {
+        Self {
+            offset,
+            max_bytes: crate::limits::FETCH_BYTES_DEFAULT,
+            max_wait: Duration::ZERO,
+            isolation: Isolation::Written,
+        }
+    }
+    /// Set the byte budget.
+    pub fn max_bytes(mut self, max_bytes: usize) -> Self {
+        self.max_bytes = max_bytes;
+        self
+    }
+    /// Set how long to wait for records.
+    pub fn max_wait(mut self, max_wait: Duration) -> Self {
+        self.max_wait = max_wait;
+        self
+    }
+    /// Set the isolation.
+    pub fn isolation(mut self, isolation: Isolation) -> Self {
+        self.isolation = isolation;
+        self
+    }
+}
+
+/// The result of a read: whole record batches exactly as stored (Kafka v2 format), shared,
+/// never copied record by record.
+#[derive(Clone, Debug)]
+pub struct Fetch {
+    topic: Arc<str>,
+    partition: u32,
+    offset: u64,
+    data: Bytes,
+    high_watermark: u64,
+    log_start_offset: u64,
+    durable_offset: u64,
+}
+
+impl Fetch {
+    /// The topic read.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+    /// The partition read.
+    pub fn partition(&self) -> u32 {
+        self.partition
+    }
+    /// The offset asked for.
+    pub fn requested_offset(&self) -> u64 {
+        self.offset
+    }
+    /// The stored batches, as bytes (ready to send to a Kafka client unchanged). The first
+    /// batch may start before the requested offset.
+    pub fn bytes(&self) -> &Bytes {
+        &self.data
+    }
+    /// True when no records were returned.
+    pub fn is_empty(&self) -> bool {
+        self.data.is_empty()
+    }
+    /// The batches, as borrowed views.
+    pub fn batches(&self) -> BatchIter<'_> {
+        BatchIter::new(&self.data)
+    }
+    /// The records at or after the requested offset, as borrowed views.
+    pub fn records(&self) -> FetchRecords<'_> {
+        FetchRecords { batches: self.batches(), records: None, from: self.offset, failed: false }
+    }
+    /// The offset to read next: one past the last record returned (the requested offset when
+    /// nothing was returned).
+    pub fn next_offset(&self) -> u64 {
+        self.batches()
+            .filter_map(|b| b.ok())
+            .last()
+            .map_or(self.offset, |b| (b.last_offset() as u64 + 1).max(self.offset))
+    }
+    /// One past the last written offset when the read was served.
+    pub fn high_watermark(&self) -> u64 {
+        self.high_watermark
+    }
+    /// The first retained offset when the read was served.
+    pub fn log_start_offset(&self) -> u64 {
+        self.log_start_offset
+    }
+    /// One past the last durable offset when the read was served.
+    pub fn durable_offset(&self) -> u64 {
+        self.durable_offset
+    }
+}
+
+/// Records of a [`Fetch`] at or after the requested offset.
+#[derive(Debug)]
+pub struct FetchRecords<'a> {
+    batches: BatchIter<'a>,
+    records: Option<RecordIter<'a>>,
+    from: u64,
+    failed: bool,
+}
+
+impl<'a> Iterator for FetchRecords<'a> {
+    type Item = std::result::Result<RecordView<'a>, DecodeError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.failed {
+            return None;
+        }
+        loop {
+            if let Some(records) = self.records.as_mut() {
+                match records.next() {
+                    Some(Ok(record)) if (record.offset() as u64) < self.from => continue,
+                    Some(Ok(record)) => return Some(Ok(record)),
+                    Some(Err(err)) => {
+                        self.failed = true;
+                        return Some(Err(err));
+                    }
+                    None => self.records = None,
+                }
+            }
+            let batch = match self.batches.next()? {
+                Ok(batch) => batch,
+                Err(err) => {
+                    self.failed = true;
+                    return Some(Err(err));
+                }
+            };
+            if (batch.last_offset() as u64) < self.from {
+                continue;
+            }
+            match batch.records() {
+                Ok(records) => self.records = Some(records),
+                Err(err) => {
+                    self.failed = true;
+                    return Some(Err(err));
+                }
+            }
+        }
+    }
+}
+
+/// A read waiting for records to arrive.
+#[derive(Debug)]
+pub(crate) struct ParkedRead {
+    request: ReadRequest,
+    reply: Reply<Fetch>,
+    deadline_ns: u64,
+}
+
+/// Smallest read issued: covers the gap between an index entry and the wanted batch.
+const READ_BYTES_MIN: usize = 2 * INDEX_INTERVAL_BYTES as usize;
+
+impl Partition {
+    /// Serve a read, or park it until records arrive or its wait runs out.
+    pub fn read(&mut self, io: &mut ShardIo<'_>, request: ReadRequest, reply: Reply<Fetch>) {
+        match self.try_read(io, &request) {
+            Ok(Some(fetch)) => reply.send(Ok(fetch)),
+            Ok(None) if request.max_wait.is_zero() => {
+                reply.send(Ok(self.empty_fetch(request.offset)))
+            }
+            Ok(None) => {
+                let wait = u64::try_from(request.max_wait.as_nanos()).unwrap_or(u64::MAX);
+                let deadline_ns = io.clock.monotonic_ns().saturating_add(wait);
+                self.parked.push(ParkedRead { request, reply, deadline_ns });
+            }
+            Err(err) => reply.send(Err(err)),
+        }
+    }
+
+    /// Earliest deadline of a parked read, in monotonic nanoseconds.
+    pub fn next_deadline_ns(&self) -> Option<u64> {
+        self.parked.iter().map(|p| p.deadline_ns).min()
+    }
+
+    /// Answer parked reads that can be served now or whose wait ran out.
+    pub fn serve_parked(&mut self, io: &mut ShardIo<'_>) {
+        if self.parked.is_empty() {
+            return;
+        }
+        let now = io.clock.monotonic_ns();
+        let parked = std::mem::take(&mut self.parked);
+        for waiting in parked {
+            let visible = self.visible_offset(waiting.request.isolation);
+            if waiting.request.offset < visible || self.log_start_offset > waiting.request.offset {
+                self.read(
+                    io,
+                    ReadRequest { max_wait: Duration::ZERO, ..waiting.request },
+                    waiting.reply,
+                );
+            } else if now >= waiting.deadline_ns {
+                waiting.reply.send(Ok(self.empty_fetch(waiting.request.offset)));
+            } else {
+                self.parked.push(waiting);
+            }
+        }
+    }
+
+    fn visible_offset(&self, isolation: Isolation) -> u64 {
+        match isolation {
+            Isolation::Written => self.written_offset,
+            Isolation::Durable => self.durable_offset,
+        }
+    }
+
+    fn empty_fetch(&self, offset: u64) -> Fetch {
+        self.fetch_of(offset, Bytes::new())
+    }
+
+    fn fetch_of(&self, offset: u64, data: Bytes) -> Fetch {
+        Fetch {
+            topic: self.topic.clone(),
+            partition: self.id,
+            offset,
+            data,
+            high_watermark: self.written_offset,
+            log_start_offset: self.log_start_offset,
+            durable_offset: self.durable_offset,
+        }
+    }
+
+    fn out_of_range(&self, offset: u64) -> Error {
+        Error::OffsetOutOfRange {
+            topic: self.topic.to_string(),
+            partition: self.id,
+            offset,
+            log_start_offset: self.log_start_offset,
+            high_watermark: self.written_offset,
+        }
+    }
+
+    /// `Ok(None)`: nothing visible at the offset yet.
+    fn try_read(&mut self, io: &mut ShardIo<'_>, request: &ReadRequest) -> Result<Option<Fetch>> {
+        let offset = request.offset;
+        if offset < self.log_start_offset || offset > self.written_offset {
+            return Err(self.out_of_range(offset));
+        }
+        let visible = self.visible_offset(request.isolation);
+        if offset >= visible {
+            return Ok(None);
+        }
+        let index = self.segments.partition_point(|s| s.base_offset <= offset) - 1;
+        let dir = self.dir.clone();
+        let (log, mut position, limit, base) = {
+            let segment = &mut self.segments[index];
+            if segment.offset_index.is_none() {
+                recovery::load_closed_indexes(io, &dir, segment)?;
+            }
+            let log = recovery::ensure_log_open(io, &dir, segment)?;
+            let start = segment
+                .offset_index
+                .as_ref()
+                .and_then(|i| i.lookup(offset))
+                .map_or(0, |e| u64::from(e.position));
+            (log, start, segment.written_bytes, segment.base_offset)
+        };
+        let path = segment::log_path(&dir, base);
+        let max_bytes = request.max_bytes.max(1);
+        let mut want = max_bytes.max(READ_BYTES_MIN);
+        loop {
+            if position >= limit {
+                return Ok(None);
+            }
+            let len = want.min((limit - position) as usize);
+            let buf = io.read_now(log, position, len).map_err(|e| Error::io("read", &path, e))?;
+            match collect_batches(&buf, offset, visible, max_bytes) {
+                Collected::Batches { start, end } => {
+                    verify_crcs(&buf[start..end], &path, position + start as u64)?;
+                    let data = Bytes::from_owner(buf).slice(start..end);
+                    return Ok(Some(self.fetch_of(offset, data)));
+                }
+                Collected::Skipped { consumed } if consumed > 0 => {
+                    position += consumed as u64;
+                    want = max_bytes.max(READ_BYTES_MIN);
+                }
+                Collected::Skipped { .. } => return Ok(None),
+                Collected::NeedMore { at, total } => {
+                    if total > BATCH_SIZE_BYTES_MAX as usize {
+                        return Err(Error::corrupt(
+                            &path,
+                            position + at as u64,
+                            format!("batch length {total} exceeds the limit"),
+                        ));
+                    }
+                    position += at as u64;
+                    want = total;
+                }
+                Collected::Invalid { at, error } => {
+                    return Err(Error::corrupt(&path, position + at as u64, error));
+                }
+            }
+        }
+    }
+
+    /// The first offset whose record timestamp is at or after `target` (Kafka's
+    /// `ListOffsets` by time), or `None` if every retained record is older.
+    pub fn offset_for_timestamp(
+        &mut self,
+        io: &mut ShardIo<'_>,
+        target: i64,
+    ) -> Result<Option<u64>> {
+        let dir = self.dir.clone();
+        for index in 0..self.segments.len() {
+            let segment = &mut self.segments[index];
+            if segment.max_timestamp < target || segment.is_empty() {
+                continue;
+            }
+            if segment.time_index.is_none() {
+                recovery::load_closed_indexes(io, &dir, segment)?;
+            }
+            let log = recovery::ensure_log_open(io, &dir, segment)?;
+            let start = segment
+                .time_index
+                .as_ref()
+                .and_then(|i| i.lookup(target))
+                .map_or(0, |e| u64::from(e.position));
+            let limit = segment.written_bytes;
+            let path = segment::log_path(&dir, segment.base_offset);
+            let found = walk_batches(io, log, &path, start, limit, |batch| {
+                if batch.max_timestamp() < target {
+                    return Ok(ControlFlow::Continue(()));
+                }
+                for record in batch.records().map_err(|e| e.to_string())? {
+                    let record = record.map_err(|e| e.to_string())?;
+                    if record.timestamp() >= target {
+                        return Ok(ControlFlow::Break(record.offset() as u64));
+                    }
+                }
+                Ok(ControlFlow::Continue(()))
+            })?;
+            if let Some(offset) = found {
+                return Ok((offset >= self.log_start_offset && offset < self.written_offset)
+                    .then_some(offset));
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// What a read buffer holds for a fetch.
+enum Collected {
+    /// Whole batches `[start, end)` of the buffer to return.
+    Batches { start: usize, end: usize },
+    /// Every whole batch in the buffer is before the wanted offset.
+    Skipped { consumed: usize },
+    /// The batch at `at` is `total` bytes and does not fit in the buffer.
+    NeedMore { at: usize, total: usize },
+    /// The bytes at `at` are not a valid batch.
+    Invalid { at: usize, error: DecodeError },
+}
+
+fn collect_batches(buf: &[u8], offset: u64, visible: u64, max_bytes: usize) -> Collected {
+    let mut at = 0usize;
+    let mut start = None;
+    while at < buf.len() {
+        let rest = &buf[at..];
+        if rest.len() < LOG_OVERHEAD {
+            break;
+        }
+        let length = i32::from_be_bytes([rest[8], rest[9], rest[10], rest[11]]);
+        let total = LOG_OVERHEAD.saturating_add(usize::try_from(length).unwrap_or(0));
+        if total > rest.len() {
+            if start.is_none() {
+                return match BatchView::parse(rest) {
+                    Err(DecodeError::Truncated { .. }) | Ok(_) => Collected::NeedMore { at, total },
+                    Err(error) => Collected::Invalid { at, error },
+                };
+            }
+            break;
+        }
+        let batch = match BatchView::parse(rest) {
+            Ok(batch) => batch,
+            Err(error) => {
+                return match start {
+                    Some(start) => Collected::Batches { start, end: at },
+                    None => Collected::Invalid { at, error },
+                };
+            }
+        };
+        let last = batch.last_offset() as u64;
+        if last < offset {
+            at += total;
+            continue;
+        }
+        if last >= visible {
+            break;
+        }
+        match start {
+            None => start = Some(at),
+            Some(s) if at + total - s > max_bytes => break,
+            Some(_) => {}
+        }
+        at += total;
+    }
+    match start {
+        Some(start) => Collected::Batches { start, end: at },
+        None => Collected::Skipped { consumed: at },
+    }
+}
+
+/// Verify the CRC of every batch in `data` (the read-side half of the paired checks).
+fn verify_crcs(data: &[u8], path: &Path, position: u64) -> Result<()> {
+    let mut at = 0usize;
+    for batch in BatchIter::new(data) {
+        let batch = batch.map_err(|e| Error::corrupt(path, position + at as u64, e))?;
+        batch.verify_crc().map_err(|e| Error::corrupt(path, position + at as u64, e))?;
+        at += batch.total_len();
+    }
+    Ok(())
+}
+
+/// Read batches from `position` to `limit`, calling `visit` on each until it breaks.
+fn walk_batches<T>(
+    io: &mut ShardIo<'_>,
+    log: FileId,
+    path: &Path,
+    mut position: u64,
+    limit: u64,
+    mut visit: impl FnMut(&BatchView<'_>) -> std::result::Result<ControlFlow<T>, String>,
+) -> Result<Option<T>> {
+    let mut want = crate::segment::scan::SCAN_CHUNK_BYTES;
+    while position < limit {
+        let len = want.min((limit - position) as usize);
+        let buf = io.read_now(log, position, len).map_err(|e| Error::io("read", path, e))?;
+        let mut at = 0usize;
+        while at < buf.len() {
+            let rest = &buf[at..];
+            if rest.len() < LOG_OVERHEAD {
+                break;
+            }
+            let length = i32::from_be_bytes([rest[8], rest[9], rest[10], rest[11]]);
+            let total = LOG_OVERHEAD.saturating_add(usize::try_from(length).unwrap_or(0));
+            if total > rest.len() {
+                break;
+            }
+            let batch = BatchView::parse(rest)
+                .map_err(|e| Error::corrupt(path, position + at as u64, e))?;
+            batch.verify_crc().map_err(|e| Error::corrupt(path, position + at as u64, e))?;
+            match visit(&batch)
+                .map_err(|reason| Error::corrupt(path, position + at as u64, reason))?
+            {
+                ControlFlow::Break(found) => return Ok(Some(found)),
+                ControlFlow::Continue(()) => at += total,
+            }
+        }
+        if at == 0 {
+            // One batch larger than the chunk: read it whole.
+            let rest = &buf[..];
+            if rest.len() < LOG_OVERHEAD {
+                return Err(Error::corrupt(path, position, "log ends inside a batch header"));
+            }
+            let length = i32::from_be_bytes([rest[8], rest[9], rest[10], rest[11]]);
+            let total = LOG_OVERHEAD.saturating_add(usize::try_from(length).unwrap_or(0));
+            if total <= want || total > BATCH_SIZE_BYTES_MAX as usize {
+                return Err(Error::corrupt(
+                    path,
+                    position,
+                    format!("invalid batch length {length}"),
+                ));
+            }
+            want = total;
+            continue;
+        }
+        position += at as u64;
+        want = crate::segment::scan::SCAN_CHUNK_BYTES;
+    }
+    Ok(None)
+}

@@ -1,0 +1,118 @@
+//! A shard's inbound queue: bounded and lock-free (`crossbeam_queue::ArrayQueue`), with a
+//! wake-up that costs nothing while the shard is busy.
+//!
+//! Senders push and then look at the shard's `sleeping` flag; only a sleeping shard is
+//! unparked. The shard sets the flag, re-checks the queue, and only then parks. A `SeqCst`
+//! fence on each side between the write of one location and the read of the other makes sure
+//! at least one of them sees the other's write, so a request can never sit in the queue of a
+//! parked shard. A full queue pushes back on the sender.
+
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering, fence};
+use std::thread::Thread;
+use std::time::{Duration, Instant};
+
+use crossbeam_queue::ArrayQueue;
+
+use super::Request;
+
+/// Why a send failed.
+#[derive(Debug)]
+pub(crate) enum SendError {
+    /// The shard has stopped: its reason.
+    Stopped(String),
+}
+
+#[derive(Debug)]
+pub(crate) struct Mailbox {
+    queue: ArrayQueue<Request>,
+    sleeping: AtomicBool,
+    thread: OnceLock<Thread>,
+    stopped: OnceLock<String>,
+}
+
+impl Mailbox {
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            queue: ArrayQueue::new(capacity),
+            sleeping: AtomicBool::new(false),
+            thread: OnceLock::new(),
+            stopped: OnceLock::new(),
+        }
+    }
+
+    /// Register the shard thread (once, from the shard itself).
+    pub fn bind(&self) {
+        let _ = self.thread.set(std::thread::current());
+    }
+
+    /// Send a request, waiting while the queue is full (backpressure).
+    pub fn send(&self, mut request: Request) -> Result<(), (SendError, Request)> {
+        let mut spins = 0u32;
+        loop {
+            if let Some(reason) = self.stopped.get() {
+                return Err((SendError::Stopped(reason.clone()), request));
+            }
+            match self.queue.push(request) {
+                Ok(()) => {
+                    self.wake();
+                    return Ok(());
+                }
+                Err(back) => {
+                    request = back;
+                    self.wake();
+                    spins += 1;
+                    if spins < 64 {
+                        std::hint::spin_loop();
+                    } else if spins < 128 {
+                        std::thread::yield_now();
+                    } else {
+                        std::thread::sleep(Duration::from_micros(50));
+                    }
+                }
+            }
+        }
+    }
+
+    fn wake(&self) {
+        fence(Ordering::SeqCst);
+        if self.sleeping.load(Ordering::Relaxed)
+            && let Some(thread) = self.thread.get()
+        {
+            thread.unpark();
+        }
+    }
+
+    /// Take the next request.
+    pub fn pop(&self) -> Option<Request> {
+        self.queue.pop()
+    }
+
+    /// Park the calling shard until a request arrives or `deadline` passes.
+    pub fn park_until(&self, deadline: Option<Instant>) {
+        self.sleeping.store(true, Ordering::Relaxed);
+        fence(Ordering::SeqCst);
+        if self.queue.is_empty() {
+            match deadline {
+                Some(deadline) => {
+                    let now = Instant::now();
+                    if deadline > now {
+                        std::thread::park_timeout(deadline - now);
+                    }
+                }
+                None => std::thread::park(),
+            }
+        }
+        self.sleeping.store(false, Ordering::Relaxed);
+    }
+
+    /// Mark the shard stopped: later sends fail at once.
+    pub fn stop(&self, reason: String) {
+        let _ = self.stopped.set(reason);
+    }
+
+    /// Why the shard stopped, if it did.
+    pub fn stopped(&self) -> Option<&str> {
+        self.stopped.get().map(String::as_str)
+    }
+}

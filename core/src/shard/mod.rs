@@ -1,0 +1,480 @@
+//! Shards: one thread each, owning a storage (its own ring, later), the partitions placed on
+//! it, and everything they hold. Other threads reach a shard only through its mailbox.
+//!
+//! The loop, each round: take requests from the mailbox (appends are buffered, reads served),
+//! flush the partitions touched (submitting writes and syncs as the group-commit policy says),
+//! reap completions (acknowledging appends, serving waiting reads), run periodic maintenance;
+//! park when there is nothing to do.
+
+pub(crate) mod mailbox;
+
+use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tidelog_io::{Clock, Completion, Storage, Wait};
+
+use crate::completion::Reply;
+use crate::config::{Durability, TopicConfig};
+use crate::error::{Error, Result};
+use crate::partition::{
+    AppendResult, Fetch, Partition, PartitionInfo, RUN_NOW_TOKEN, ReadRequest, ShardIo,
+    ShardSettings, split_token,
+};
+use mailbox::Mailbox;
+
+/// Requests a shard takes per round before flushing: bounds the latency one round adds.
+const REQUESTS_PER_ROUND: usize = 1024;
+
+/// Identifies a partition across the engine: a topic (by its unique id) and a number.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct PartitionKey {
+    pub topic_id: u64,
+    pub partition: u32,
+}
+
+/// A partition as requests name it: the key, and the topic name for error messages.
+#[derive(Clone, Debug)]
+pub(crate) struct Target {
+    pub topic: Arc<str>,
+    pub key: PartitionKey,
+}
+
+/// What other threads ask of a shard.
+#[derive(Debug)]
+pub(crate) enum Request {
+    Append {
+        target: Target,
+        batch: Vec<u8>,
+        durability: Durability,
+        reply: Reply<AppendResult>,
+    },
+    Read {
+        target: Target,
+        request: ReadRequest,
+        reply: Reply<Fetch>,
+    },
+    OffsetForTimestamp {
+        target: Target,
+        timestamp: i64,
+        reply: Reply<Option<u64>>,
+    },
+    Info {
+        target: Target,
+        reply: Reply<PartitionInfo>,
+    },
+    OpenTopic {
+        topic: Arc<str>,
+        topic_id: u64,
+        config: Arc<TopicConfig>,
+        dir: PathBuf,
+        partitions: Vec<u32>,
+        reply: Reply<()>,
+    },
+    CloseTopic {
+        topic_id: u64,
+        reply: Reply<()>,
+    },
+    Maintain {
+        reply: Reply<()>,
+    },
+    Shutdown {
+        reply: Reply<()>,
+    },
+}
+
+impl Request {
+    /// Answer the request with an error (used when it cannot be delivered).
+    pub fn fail(self, err: impl Fn() -> Error) {
+        match self {
+            Request::Append { reply, .. } => reply.send(Err(err())),
+            Request::Read { reply, .. } => reply.send(Err(err())),
+            Request::OffsetForTimestamp { reply, .. } => reply.send(Err(err())),
+            Request::Info { reply, .. } => reply.send(Err(err())),
+            Request::OpenTopic { reply, .. }
+            | Request::CloseTopic { reply, .. }
+            | Request::Maintain { reply }
+            | Request::Shutdown { reply } => reply.send(Err(err())),
+        }
+    }
+}
+
+/// The engine's handle on a running shard.
+#[derive(Debug)]
+pub(crate) struct ShardHandle {
+    pub mailbox: Arc<Mailbox>,
+    pub thread: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+/// Start a shard thread.
+pub(crate) fn spawn(
+    index: usize,
+    storage: Box<dyn Storage>,
+    clock: Arc<dyn Clock>,
+    settings: ShardSettings,
+    maintenance_interval_ms: u64,
+) -> Result<ShardHandle> {
+    let mailbox = Arc::new(Mailbox::new(crate::limits::SHARD_QUEUE_DEPTH));
+    let shard_mailbox = mailbox.clone();
+    let thread = std::thread::Builder::new()
+        .name(format!("tidelog-shard-{index}"))
+        .spawn(move || {
+            shard_mailbox.bind();
+            let mut shard = Shard {
+                index,
+                mailbox: shard_mailbox.clone(),
+                storage,
+                clock,
+                settings,
+                partitions: Vec::new(),
+                free_slots: Vec::new(),
+                by_key: HashMap::new(),
+                stash: Vec::new(),
+                completions: Vec::new(),
+                touched: Vec::new(),
+                closing_topics: Vec::new(),
+                shutdown: None,
+                maintenance_interval_ns: maintenance_interval_ms.saturating_mul(1_000_000),
+                next_maintenance_ns: 0,
+            };
+            let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| shard.run()));
+            let reason = match outcome {
+                Ok(()) => "shut down".to_string(),
+                Err(panic) => {
+                    let message = panic
+                        .downcast_ref::<String>()
+                        .cloned()
+                        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                        .unwrap_or_else(|| "panic".to_string());
+                    tracing::error!(shard = index, %message, "shard thread panicked");
+                    format!("panicked: {message}")
+                }
+            };
+            shard_mailbox.stop(reason.clone());
+            // Answer whatever is still queued, so no caller waits forever.
+            while let Some(request) = shard_mailbox.pop() {
+                request.fail(|| Error::ShardStopped { shard: index, reason: reason.clone() });
+            }
+        })
+        .map_err(|e| Error::io("spawn shard thread", PathBuf::new(), e))?;
+    Ok(ShardHandle { mailbox, thread: std::sync::Mutex::new(Some(thread)) })
+}
+
+/// The error for a request naming a partition this shard does not hold (its topic was just
+/// deleted).
+fn unknown(target: &Target) -> Error {
+    Error::UnknownTopic { topic: target.topic.to_string() }
+}
+
+struct Shard {
+    index: usize,
+    mailbox: Arc<Mailbox>,
+    storage: Box<dyn Storage>,
+    clock: Arc<dyn Clock>,
+    settings: ShardSettings,
+    /// Partitions by slot (the high half of operation tokens).
+    partitions: Vec<Option<Partition>>,
+    free_slots: Vec<u32>,
+    by_key: HashMap<PartitionKey, u32>,
+    stash: Vec<Completion>,
+    completions: Vec<Completion>,
+    touched: Vec<u32>,
+    /// Topics being closed: their partitions are draining.
+    closing_topics: Vec<(u64, Reply<()>)>,
+    shutdown: Option<Reply<()>>,
+    maintenance_interval_ns: u64,
+    next_maintenance_ns: u64,
+}
+
+/// Run `$body` with `$partition` (a `&mut Partition` in slot `$slot`) and `$io` (its
+/// `ShardIo`) borrowed from the shard's disjoint fields.
+macro_rules! with_partition {
+    ($shard:expr, $slot:expr, |$partition:ident, $io:ident| $body:expr) => {{
+        let shard = &mut *$shard;
+        let mut $io = ShardIo {
+            storage: &mut *shard.storage,
+            clock: &*shard.clock,
+            stash: &mut shard.stash,
+            settings: &shard.settings,
+        };
+        match shard.partitions.get_mut($slot as usize).and_then(Option::as_mut) {
+            Some($partition) => Some($body),
+            None => None,
+        }
+    }};
+}
+
+impl Shard {
+    fn run(&mut self) {
+        self.next_maintenance_ns = self.clock.monotonic_ns() + self.maintenance_interval_ns;
+        loop {
+            let mut progressed = self.dispatch_stash();
+            for _ in 0..REQUESTS_PER_ROUND {
+                let Some(request) = self.mailbox.pop() else { break };
+                progressed = true;
+                self.handle(request);
+                if self.touched.len() >= 64 {
+                    self.flush_touched();
+                }
+            }
+            self.flush_touched();
+            progressed |= self.reap(Wait::No);
+            let now = self.clock.monotonic_ns();
+            if now >= self.next_maintenance_ns {
+                self.maintain();
+                self.next_maintenance_ns = now + self.maintenance_interval_ns;
+            } else if self.next_read_deadline().is_some_and(|d| d <= now) {
+                self.serve_parked();
+            }
+            self.finish_closing_topics();
+            if self.shutdown.is_some() && self.partitions.iter().flatten().all(|p| !p.is_busy()) {
+                self.finish_shutdown();
+                return;
+            }
+            if progressed || !self.stash.is_empty() {
+                continue;
+            }
+            if self.storage.in_flight() > 0 {
+                // Waiting for the device. (The io_uring backend also wakes on new requests.)
+                self.reap(Wait::One);
+                continue;
+            }
+            let deadline = [Some(self.next_maintenance_ns), self.next_read_deadline()]
+                .into_iter()
+                .flatten()
+                .min();
+            let park_until =
+                deadline.map(|d| Instant::now() + Duration::from_nanos(d.saturating_sub(now)));
+            self.mailbox.park_until(park_until);
+        }
+    }
+
+    fn next_read_deadline(&self) -> Option<u64> {
+        self.partitions.iter().flatten().filter_map(Partition::next_deadline_ns).min()
+    }
+
+    fn handle(&mut self, request: Request) {
+        if self.shutdown.is_some() {
+            return request.fail(|| Error::Closed);
+        }
+        match request {
+            Request::Append { target, batch, durability, reply } => {
+                let Some(slot) = self.slot(&target) else {
+                    return reply.send(Err(unknown(&target)));
+                };
+                with_partition!(self, slot, |p, io| p.append(&mut io, batch, durability, reply));
+                self.touched.push(slot);
+                if with_partition!(self, slot, |p, _io| p.is_backlogged()).unwrap_or(false) {
+                    // Backpressure: let the device catch up before taking more.
+                    self.flush_touched();
+                    self.reap(Wait::One);
+                }
+            }
+            Request::Read { target, request, reply } => {
+                let Some(slot) = self.slot(&target) else {
+                    return reply.send(Err(unknown(&target)));
+                };
+                with_partition!(self, slot, |p, io| p.read(&mut io, request, reply));
+            }
+            Request::OffsetForTimestamp { target, timestamp, reply } => {
+                let Some(slot) = self.slot(&target) else {
+                    return reply.send(Err(unknown(&target)));
+                };
+                let result =
+                    with_partition!(self, slot, |p, io| p.offset_for_timestamp(&mut io, timestamp));
+                reply.send(result.unwrap_or(Err(Error::Closed)));
+            }
+            Request::Info { target, reply } => {
+                let Some(slot) = self.slot(&target) else {
+                    return reply.send(Err(unknown(&target)));
+                };
+                let info = with_partition!(self, slot, |p, _io| p.info());
+                reply.send(info.ok_or(Error::Closed));
+            }
+            Request::OpenTopic { topic, topic_id, config, dir, partitions, reply } => {
+                reply.send(self.open_topic(topic, topic_id, config, dir, partitions));
+            }
+            Request::CloseTopic { topic_id, reply } => {
+                for slot in self.slots_of(topic_id) {
+                    with_partition!(self, slot, |p, io| p.start_drain(&mut io));
+                }
+                self.closing_topics.push((topic_id, reply));
+            }
+            Request::Maintain { reply } => {
+                self.maintain();
+                reply.send(Ok(()));
+            }
+            Request::Shutdown { reply } => {
+                for slot in 0..self.partitions.len() as u32 {
+                    with_partition!(self, slot, |p, io| p.start_drain(&mut io));
+                }
+                self.shutdown = Some(reply);
+            }
+        }
+    }
+
+    fn slot(&self, target: &Target) -> Option<u32> {
+        self.by_key.get(&target.key).copied()
+    }
+
+    fn slots_of(&self, topic_id: u64) -> Vec<u32> {
+        self.by_key.iter().filter(|(k, _)| k.topic_id == topic_id).map(|(_, &slot)| slot).collect()
+    }
+
+    fn open_topic(
+        &mut self,
+        topic: Arc<str>,
+        topic_id: u64,
+        config: Arc<TopicConfig>,
+        dir: PathBuf,
+        partitions: Vec<u32>,
+    ) -> Result<()> {
+        for partition in partitions {
+            let key = PartitionKey { topic_id, partition };
+            if self.by_key.contains_key(&key) {
+                continue;
+            }
+            let slot = match self.free_slots.pop() {
+                Some(slot) => slot,
+                None => {
+                    self.partitions.push(None);
+                    u32::try_from(self.partitions.len() - 1)
+                        .map_err(|_| Error::config("partitions", "too many on one shard"))?
+                }
+            };
+            let mut io = ShardIo {
+                storage: &mut *self.storage,
+                clock: &*self.clock,
+                stash: &mut self.stash,
+                settings: &self.settings,
+            };
+            let opened = Partition::open(
+                &mut io,
+                topic.clone(),
+                partition,
+                self.index,
+                dir.join(partition.to_string()),
+                config.clone(),
+                slot,
+            );
+            match opened {
+                Ok(p) => {
+                    self.partitions[slot as usize] = Some(p);
+                    self.by_key.insert(key, slot);
+                }
+                Err(err) => {
+                    self.free_slots.push(slot);
+                    return Err(err);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn flush_touched(&mut self) {
+        let mut touched = std::mem::take(&mut self.touched);
+        touched.sort_unstable();
+        touched.dedup();
+        for &slot in &touched {
+            with_partition!(self, slot, |p, io| p.flush(&mut io));
+        }
+        touched.clear();
+        self.touched = touched;
+    }
+
+    /// Reap completions and hand them to their partitions. True if there were any.
+    fn reap(&mut self, wait: Wait) -> bool {
+        let mut completions = std::mem::take(&mut self.completions);
+        if let Err(err) = self.storage.complete(&mut completions, wait) {
+            // The storage itself failed (not one operation): nothing can be written safely.
+            panic!("storage failed on shard {}: {err}", self.index);
+        }
+        let any = !completions.is_empty();
+        for completion in completions.drain(..) {
+            self.dispatch(completion);
+        }
+        self.completions = completions;
+        any
+    }
+
+    fn dispatch_stash(&mut self) -> bool {
+        if self.stash.is_empty() {
+            return false;
+        }
+        let stash = std::mem::take(&mut self.stash);
+        for completion in stash {
+            self.dispatch(completion);
+        }
+        true
+    }
+
+    fn dispatch(&mut self, completion: Completion) {
+        if completion.token == RUN_NOW_TOKEN {
+            tracing::error!(shard = self.index, "stray completion of a synchronous operation");
+            return;
+        }
+        let (slot, seq) = split_token(completion.token);
+        if with_partition!(self, slot, |p, io| p.on_completion(&mut io, seq, completion)).is_none()
+        {
+            tracing::debug!(shard = self.index, slot, "completion for a removed partition");
+        }
+    }
+
+    fn maintain(&mut self) {
+        for slot in 0..self.partitions.len() as u32 {
+            with_partition!(self, slot, |p, io| p.tick(&mut io));
+        }
+    }
+
+    fn serve_parked(&mut self) {
+        for slot in 0..self.partitions.len() as u32 {
+            with_partition!(self, slot, |p, io| p.serve_parked(&mut io));
+        }
+    }
+
+    fn finish_closing_topics(&mut self) {
+        if self.closing_topics.is_empty() {
+            return;
+        }
+        let closing = std::mem::take(&mut self.closing_topics);
+        for (topic_id, reply) in closing {
+            let slots = self.slots_of(topic_id);
+            let idle = slots
+                .iter()
+                .all(|&slot| with_partition!(self, slot, |p, _io| !p.is_busy()).unwrap_or(true));
+            if !idle {
+                self.closing_topics.push((topic_id, reply));
+                continue;
+            }
+            let mut result = Ok(());
+            for slot in slots {
+                if let Some(Err(err)) = with_partition!(self, slot, |p, io| p.close_files(&mut io))
+                {
+                    result = Err(err);
+                }
+                if let Some(partition) = self.partitions[slot as usize].take() {
+                    self.by_key.remove(&PartitionKey { topic_id, partition: partition.id() });
+                    drop(partition);
+                }
+                self.free_slots.push(slot);
+            }
+            reply.send(result);
+        }
+    }
+
+    fn finish_shutdown(&mut self) {
+        let mut result = Ok(());
+        for slot in 0..self.partitions.len() as u32 {
+            if let Some(Err(err)) = with_partition!(self, slot, |p, io| p.close_files(&mut io)) {
+                result = Err(err);
+            }
+        }
+        self.partitions.clear();
+        self.mailbox.stop("shut down".to_string());
+        if let Some(reply) = self.shutdown.take() {
+            reply.send(result);
+        }
+    }
+}
