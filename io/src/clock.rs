@@ -46,7 +46,10 @@ pub struct ManualClock {
 impl ManualClock {
     /// A clock reading `wall_ms` (Unix milliseconds) and monotonic 0.
     pub fn new(wall_ms: i64) -> Self {
-        Self { wall_ms: Arc::new(AtomicI64::new(wall_ms)), monotonic_ns: Arc::new(AtomicU64::new(0)) }
+        Self {
+            wall_ms: Arc::new(AtomicI64::new(wall_ms)),
+            monotonic_ns: Arc::new(AtomicU64::new(0)),
+        }
     }
 
     /// Move both clocks forward by `ms` milliseconds.

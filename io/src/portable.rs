@@ -69,10 +69,9 @@ impl PortableStorage {
     }
 
     fn get(&self, file: FileId) -> io::Result<&OpenFile> {
-        self.files
-            .get(file.0 as usize)
-            .and_then(Option::as_ref)
-            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, format!("{file:?} is not open")))
+        self.files.get(file.0 as usize).and_then(Option::as_ref).ok_or_else(|| {
+            io::Error::new(io::ErrorKind::InvalidInput, format!("{file:?} is not open"))
+        })
     }
 
     fn execute(&mut self, op: &mut Op) -> io::Result<usize> {
@@ -125,7 +124,12 @@ fn read_full(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
 
 /// Direct I/O takes only block-aligned offsets, lengths and buffers; catching a violation
 /// here gives a clear error instead of the kernel's bare `EINVAL`.
-pub(crate) fn check_direct(direct: bool, offset: u64, len: usize, ptr: *const u8) -> io::Result<()> {
+pub(crate) fn check_direct(
+    direct: bool,
+    offset: u64,
+    len: usize,
+    ptr: *const u8,
+) -> io::Result<()> {
     let block = BLOCK_SIZE as u64;
     if direct && (offset % block != 0 || len % BLOCK_SIZE != 0 || ptr as usize % BLOCK_SIZE != 0) {
         return Err(io::Error::new(
@@ -169,7 +173,8 @@ pub fn open_std(path: &Path, options: OpenOptions) -> io::Result<(File, bool)> {
 /// Take the `LOCK` file lock in `dir` with `flock` semantics. Shared by the real backends.
 pub fn lock_dir_std(dir: &Path) -> io::Result<DirLock> {
     let path = dir.join("LOCK");
-    let file = fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path)?;
+    let file =
+        fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path)?;
     match file.try_lock() {
         Ok(()) => Ok(DirLock::new(dir.to_path_buf(), Box::new(file))),
         Err(fs::TryLockError::WouldBlock) => Err(io::Error::new(
@@ -330,4 +335,3 @@ impl StorageFactory for PortableFactory {
         Ok(Box::new(PortableStorage::new()))
     }
 }
-

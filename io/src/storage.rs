@@ -288,7 +288,10 @@ pub fn run(storage: &mut dyn Storage, op: Op) -> (io::Result<usize>, Option<Alig
     if let Err(rejected) = storage.submit(Submission::new(TOKEN, op)) {
         // An idle queue with room for at least one operation cannot be full.
         let name = rejected.op.name();
-        return (Err(io::Error::other(format!("{name} rejected by an idle queue"))), rejected.op.into_buf());
+        return (
+            Err(io::Error::other(format!("{name} rejected by an idle queue"))),
+            rejected.op.into_buf(),
+        );
     }
     let mut out = Vec::with_capacity(1);
     loop {
@@ -335,7 +338,8 @@ pub fn read_at(
     while out.len() < len {
         let want = len - out.len();
         let buf = AlignedBuf::with_capacity(want);
-        let (result, buf) = run(storage, Op::Read { file, offset: offset + out.len() as u64, len: want, buf });
+        let (result, buf) =
+            run(storage, Op::Read { file, offset: offset + out.len() as u64, len: want, buf });
         let n = result?;
         if n == 0 {
             break;
