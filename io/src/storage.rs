@@ -295,10 +295,10 @@ pub fn run(storage: &mut dyn Storage, op: Op) -> (io::Result<usize>, Option<Alig
     }
     let mut out = Vec::with_capacity(1);
     loop {
-        if let Err(err) = storage.complete(&mut out, Wait::One) {
-            if out.is_empty() {
-                return (Err(err), None);
-            }
+        if let Err(err) = storage.complete(&mut out, Wait::One)
+            && out.is_empty()
+        {
+            return (Err(err), None);
         }
         if let Some(done) = out.pop() {
             assert_eq!(done.token, TOKEN, "unexpected completion during run()");
