@@ -272,12 +272,7 @@ impl Storage for PortableStorage {
             self.execute(&mut submission.op)
         };
         if submission.link_next {
-            let full = match (&submission.op, &result) {
-                (Op::Write { buf, .. }, Ok(n)) => *n == buf.len(),
-                (_, Ok(_)) => true,
-                (_, Err(_)) => false,
-            };
-            self.cancel_next = !full;
+            self.cancel_next = !submission.op.completed_in_full(&result);
         }
         self.done.push_back(Completion {
             token: submission.token,
