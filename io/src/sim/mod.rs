@@ -165,6 +165,15 @@ use crate::storage::{BackendKind, DirEntry, Storage, StorageFactory};
 #[cfg(doc)]
 use crate::storage::{Op, cancelled};
 
+// A disk is shared by the shard threads of one simulated machine; each storage moves into one.
+const _: () = {
+    const fn shared_between_threads<T: Send + Sync>() {}
+    const fn moved_into_a_thread<T: Send>() {}
+    shared_between_threads::<SimDisk>();
+    shared_between_threads::<SimFactory>();
+    moved_into_a_thread::<SimStorage>();
+};
+
 /// Default bound on a simulated storage's in-flight operations.
 pub const SIM_QUEUE_DEPTH: usize = 256;
 

@@ -519,7 +519,10 @@ impl Namespace {
         loop {
             let mut grown = false;
             for pair in halves.values() {
+                // One half means the other's directory was synced: nothing to couple.
                 let [(dir_a, at_a), (dir_b, at_b)] = pair.as_slice() else { continue };
+                // Indexing cannot fail: halves are only collected from directories with
+                // unsynced changes, and each of those got a cut above.
                 let kept_a = *at_a < cuts[dir_a];
                 let kept_b = *at_b < cuts[dir_b];
                 if kept_a && !kept_b {
