@@ -131,7 +131,11 @@ pub(crate) fn check_direct(
     ptr: *const u8,
 ) -> io::Result<()> {
     let block = BLOCK_SIZE as u64;
-    if direct && (offset % block != 0 || len % BLOCK_SIZE != 0 || ptr as usize % BLOCK_SIZE != 0) {
+    if direct
+        && (!offset.is_multiple_of(block)
+            || !len.is_multiple_of(BLOCK_SIZE)
+            || !(ptr as usize).is_multiple_of(BLOCK_SIZE))
+    {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             format!("unaligned direct I/O: offset {offset}, length {len}"),
@@ -175,14 +179,21 @@ pub fn lock_dir_std(dir: &Path) -> io::Result<DirLock> {
     let path = dir.join("LOCK");
     let file =
         fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path)?;
-    match file.try_lock() {
-        Ok(()) => Ok(DirLock::new(dir.to_path_buf(), Box::new(file))),
-        Err(fs::TryLockError::WouldBlock) => Err(io::Error::new(
-            io::ErrorKind::WouldBlock,
-            format!("{} is locked by another process", path.display()),
-        )),
-        Err(fs::TryLockError::Error(err)) => Err(err),
+    // `File::try_lock` would do, but it is stable only since Rust 1.89, above the workspace MSRV.
+    // SAFETY: `file` owns its descriptor and keeps it open for the duration of the call;
+    // `flock` takes no pointers, so there is no memory for it to read or write.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc == 0 {
+        return Ok(DirLock::new(dir.to_path_buf(), Box::new(file)));
     }
+    let err = io::Error::last_os_error();
+    if err.kind() == io::ErrorKind::WouldBlock {
+        return Err(io::Error::new(
+            io::ErrorKind::WouldBlock,
+            format!("{} is locked by another holder", path.display()),
+        ));
+    }
+    Err(err)
 }
 
 /// `read_dir` through `std::fs`, sorted by name. Shared by the real backends.
@@ -261,12 +272,7 @@ impl Storage for PortableStorage {
             self.execute(&mut submission.op)
         };
         if submission.link_next {
-            let full = match (&submission.op, &result) {
-                (Op::Write { buf, .. }, Ok(n)) => *n == buf.len(),
-                (_, Ok(_)) => true,
-                (_, Err(_)) => false,
-            };
-            self.cancel_next = !full;
+            self.cancel_next = !submission.op.completed_in_full(&result);
         }
         self.done.push_back(Completion {
             token: submission.token,

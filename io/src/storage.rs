@@ -130,6 +130,19 @@ impl Op {
         }
     }
 
+    /// Whether `result` means the operation did all it was asked to: no error, and for a write
+    /// or read, every byte. Anything else breaks a link chain, as io_uring does ("for
+    /// completions, this also includes short reads or writes" — the kernel commit that added
+    /// `IOSQE_IO_LINK`). A read cut short by end of file is therefore a link failure too.
+    pub fn completed_in_full(&self, result: &io::Result<usize>) -> bool {
+        match (self, result) {
+            (Op::Write { buf, .. }, Ok(n)) => *n == buf.len(),
+            (Op::Read { len, .. }, Ok(n)) => n == len,
+            (Op::SyncData { .. } | Op::Allocate { .. }, Ok(_)) => true,
+            (_, Err(_)) => false,
+        }
+    }
+
     /// Give back the buffer the operation owns, if any.
     pub fn into_buf(self) -> Option<AlignedBuf> {
         match self {
@@ -147,7 +160,8 @@ pub struct Submission {
     /// What to do.
     pub op: Op,
     /// Start the *next* submission only if this one succeeds in full; otherwise the next
-    /// completes with `ECANCELED`. A short write counts as a failure for the link.
+    /// completes with `ECANCELED`. A short write *or read* counts as a failure for the link, as
+    /// in io_uring (see [`Op::completed_in_full`]).
     pub link_next: bool,
 }
 
@@ -295,10 +309,10 @@ pub fn run(storage: &mut dyn Storage, op: Op) -> (io::Result<usize>, Option<Alig
     }
     let mut out = Vec::with_capacity(1);
     loop {
-        if let Err(err) = storage.complete(&mut out, Wait::One) {
-            if out.is_empty() {
-                return (Err(err), None);
-            }
+        if let Err(err) = storage.complete(&mut out, Wait::One)
+            && out.is_empty()
+        {
+            return (Err(err), None);
         }
         if let Some(done) = out.pop() {
             assert_eq!(done.token, TOKEN, "unexpected completion during run()");
