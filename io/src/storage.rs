@@ -379,6 +379,29 @@ pub fn read_file(storage: &mut dyn Storage, path: &Path) -> io::Result<Vec<u8>> 
     Ok(bytes)
 }
 
+/// Create `path` and any missing parents, durably: each directory created is made to survive a
+/// crash by syncing its parent.
+pub fn create_dir_all_durable(storage: &mut dyn Storage, path: &Path) -> io::Result<()> {
+    let mut missing = Vec::new();
+    let mut at = Some(path);
+    while let Some(dir) = at {
+        match storage.metadata(dir) {
+            Ok(meta) if meta.is_dir => break,
+            Ok(_) => return Err(io::Error::new(io::ErrorKind::NotADirectory, format!("{} is not a directory", dir.display()))),
+            Err(err) if err.kind() == io::ErrorKind::NotFound => missing.push(dir),
+            Err(err) => return Err(err),
+        }
+        at = dir.parent().filter(|p| !p.as_os_str().is_empty());
+    }
+    for dir in missing.into_iter().rev() {
+        storage.create_dir_all(dir)?;
+        if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+            storage.sync_dir(parent)?;
+        }
+    }
+    Ok(())
+}
+
 /// Replace the file at `path` with `bytes`, durably: write a temporary file beside it, sync it,
 /// rename it over `path`, sync the directory. A crash at any point leaves either the old or the
 /// new contents.

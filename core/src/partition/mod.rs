@@ -108,8 +108,9 @@ enum OpKind {
     Write { segment: u64, file: FileId, position: u64 },
     /// Index bytes for `segment`.
     IndexWrite { segment: u64, file: FileId, position: u64 },
-    /// `fdatasync` of the active segment's log, covering offsets below `covers`.
-    Sync { segment: u64, covers: u64 },
+    /// `fdatasync` of the active segment's log, covering offsets below `covers` and bytes
+    /// below `covers_position`.
+    Sync { segment: u64, covers: u64, covers_position: u64 },
     /// A step of closing `segment`.
     Close { segment: u64 },
 }
@@ -161,6 +162,9 @@ enum CloseStage {
 struct Closing {
     segment: u64,
     end_offset: u64,
+    /// Offsets below this were synced (in this segment's file) before it rolled: the durable
+    /// offset may not pass it until the close's own `fdatasync` completes.
+    synced_floor: u64,
     stage: CloseStage,
     ops: u32,
 }
@@ -199,6 +203,9 @@ pub(crate) struct Partition {
     failed: Option<String>,
     /// Sync everything now (shutdown).
     draining: bool,
+    /// The periodic background sync is due: bounds what a power loss can take from
+    /// non-durable appends, and how far recovery must scan.
+    sync_due: bool,
 }
 
 impl Partition {
@@ -263,6 +270,10 @@ impl Partition {
 
     /// True while operations are in flight or data waits to be written.
     pub fn is_busy(&self) -> bool {
+        if self.failed.is_some() {
+            // Nothing more will be submitted; only what is in flight must come back.
+            return !self.ops.is_empty();
+        }
         !self.ops.is_empty()
             || !self.closing.is_empty()
             || self.buffer.as_ref().is_some_and(|b| !b.buf.is_empty())
@@ -397,7 +408,7 @@ impl Partition {
             let chain = self.sealed.len();
             if chain == 0 {
                 if self.written_offset > self.active_synced_offset && io.has_room(1) {
-                    self.submit_sync(io, self.written_offset);
+                    self.submit_sync(io, self.written_offset, self.active().written_bytes);
                 }
                 return;
             }
@@ -405,10 +416,17 @@ impl Partition {
                 return;
             }
             let covers = self.sealed.back().map_or(self.written_offset, |p| p.end_offset);
+            let covers_position = self
+                .sealed
+                .iter()
+                .filter(|p| p.segment == active_base)
+                .map(|p| p.position + p.buf.len() as u64)
+                .max()
+                .unwrap_or(self.active().written_bytes);
             while let Some(pending) = self.sealed.pop_front() {
                 self.submit_write(io, pending, true);
             }
-            self.submit_sync(io, covers);
+            self.submit_sync(io, covers, covers_position);
         } else {
             while !self.sealed.is_empty() && io.has_room(1) {
                 let Some(pending) = self.sealed.pop_front() else { break };
@@ -418,9 +436,9 @@ impl Partition {
         self.flush_index(io);
     }
 
-    /// Does any waiter need an fdatasync?
+    /// Does any waiter (or the periodic background sync) need an fdatasync?
     fn want_sync(&self) -> bool {
-        self.draining || !self.durable_waiters.is_empty()
+        self.draining || self.sync_due || !self.durable_waiters.is_empty()
     }
 
     fn submit_write(&mut self, io: &mut ShardIo<'_>, pending: PendingWrite, link_next: bool) {
@@ -488,13 +506,16 @@ impl Partition {
         true
     }
 
-    fn submit_sync(&mut self, io: &mut ShardIo<'_>, covers: u64) {
+    /// Submit an `fdatasync` of the active log that makes offsets below `covers` (bytes below
+    /// `covers_position` of the active segment) durable.
+    fn submit_sync(&mut self, io: &mut ShardIo<'_>, covers: u64, covers_position: u64) {
         let active = self.active();
         let (segment, file) =
             (active.base_offset, active.log.expect("the active segment's log is open"));
         let seq = self.next_seq();
         if io.submit(Submission::new(io::token(self.slot, seq), Op::SyncData { file })).is_ok() {
-            self.ops.insert(seq, OpKind::Sync { segment, covers });
+            self.sync_due = false;
+            self.ops.insert(seq, OpKind::Sync { segment, covers, covers_position });
             self.sync_in_flight = true;
             self.active_mut().ops_in_flight += 1;
         }
@@ -510,10 +531,12 @@ impl Partition {
         let active = self.segments.last_mut().expect("a partition always has an active segment");
         let Some((offset_file, time_file)) = active.index_files else { return };
         let mut submitted = Vec::new();
-        if let Some((at, bytes)) = active.offset_index.as_mut().and_then(|i| i.take_unwritten()) {
+        // Entries go to storage only once the log bytes they point at are durable.
+        let durable = active.synced_bytes;
+        if let Some((at, bytes)) = active.offset_index.as_mut().and_then(|i| i.take_unwritten(durable)) {
             submitted.push((offset_file, at, bytes));
         }
-        if let Some((at, bytes)) = active.time_index.as_mut().and_then(|i| i.take_unwritten()) {
+        if let Some((at, bytes)) = active.time_index.as_mut().and_then(|i| i.take_unwritten(durable)) {
             submitted.push((time_file, at, bytes));
         }
         let segment = active.base_offset;
@@ -591,10 +614,13 @@ impl Partition {
                 }
                 Err(err) => self.fail_io("write index", segment, err),
             },
-            OpKind::Sync { segment, covers } => {
+            OpKind::Sync { segment, covers, covers_position } => {
                 self.sync_in_flight = false;
                 match completion.result {
                     Ok(_) => {
+                        if let Some(s) = self.segment_mut(segment) {
+                            s.synced_bytes = s.synced_bytes.max(covers_position);
+                        }
                         self.active_synced_offset = self.active_synced_offset.max(covers);
                         self.advance_durable();
                     }
@@ -693,7 +719,9 @@ impl Partition {
 
     /// Move `durable_offset` as far as syncs and closed segments allow, and answer waiters.
     fn advance_durable(&mut self) {
-        let cap = self.closing.front().map_or(u64::MAX, |c| c.end_offset);
+        // A sync of the active file says nothing of segments still closing: their data is
+        // durable only up to what was synced before they rolled, until their close completes.
+        let cap = self.closing.front().map_or(u64::MAX, |c| c.synced_floor);
         let durable = self.active_synced_offset.min(cap).min(self.written_offset);
         if durable > self.durable_offset {
             self.durable_offset = durable;
@@ -727,6 +755,17 @@ impl Partition {
         self.sealed.clear();
     }
 
+    /// The storage is gone: fail stop, and forget operations that will never complete.
+    pub fn abandon_io(&mut self, reason: &str) {
+        let err = Error::io("storage", self.dir.clone(), std::io::Error::other(reason.to_string()));
+        self.fail(&err);
+        self.ops.clear();
+        self.writes.clear();
+        self.closing.clear();
+        self.sync_in_flight = false;
+        self.parked.clear();
+    }
+
     fn fail_io(&mut self, op: &'static str, segment: u64, source: std::io::Error) {
         let err = Error::io(op, segment::log_path(&self.dir, segment), source);
         self.fail(&err);
@@ -748,6 +787,7 @@ impl Partition {
         self.closing.push_back(Closing {
             segment: old_base,
             end_offset: base,
+            synced_floor: self.active_synced_offset,
             stage: CloseStage::Draining,
             ops: 0,
         });
@@ -847,8 +887,8 @@ impl Partition {
         segment.push_close_entry();
         let Some((offset_file, time_file)) = segment.index_files else { return 0 };
         let tails = [
-            (offset_file, segment.offset_index.as_mut().and_then(|i| i.take_unwritten())),
-            (time_file, segment.time_index.as_mut().and_then(|i| i.take_unwritten())),
+            (offset_file, segment.offset_index.as_mut().and_then(|i| i.take_unwritten(u64::MAX))),
+            (time_file, segment.time_index.as_mut().and_then(|i| i.take_unwritten(u64::MAX))),
         ];
         let mut ops = 0;
         for (file, tail) in tails {
@@ -925,9 +965,9 @@ impl Partition {
                 ] {
                     let mut bytes = None;
                     if file == offset_file {
-                        bytes = segment.offset_index.as_mut().and_then(|i| i.take_unwritten());
+                        bytes = segment.offset_index.as_mut().and_then(|i| i.take_unwritten(segment.synced_bytes));
                     } else if let Some(index) = segment.time_index.as_mut() {
-                        bytes = index.take_unwritten();
+                        bytes = index.take_unwritten(segment.synced_bytes);
                     }
                     let result = match bytes {
                         Some((at, bytes)) => io.write_now(file, at, &bytes),

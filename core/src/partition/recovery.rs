@@ -21,7 +21,7 @@ use crate::error::{Error, Result};
 use crate::partition::Partition;
 use crate::partition::io::ShardIo;
 use crate::record::BatchView;
-use crate::segment::index::{HEADER_SIZE, IndexEntry, OffsetIndex, TimeEntry, TimeIndex};
+use crate::segment::index::{HEADER_SIZE, IndexEntry, OffsetIndex, TimeEntry, TimeIndex, encode_file};
 use crate::segment::scan::{ScanEnd, scan_log};
 use crate::segment::{self, NO_TIMESTAMP, Segment, SegmentFile};
 
@@ -177,7 +177,7 @@ impl Partition {
         config: std::sync::Arc<crate::config::TopicConfig>,
         slot: u32,
     ) -> Result<Partition> {
-        io.storage.create_dir_all(&dir).map_err(|e| Error::io("create directory", &dir, e))?;
+        tidelog_io::storage::create_dir_all_durable(&mut *io.storage, &dir).map_err(|e| Error::io("create directory", &dir, e))?;
         let segments = open_segments(io, &dir)?;
         let active = segments.last().expect("open_segments returns at least one segment");
         let next = active.next_offset;
@@ -208,6 +208,7 @@ impl Partition {
             parked: Vec::new(),
             failed: None,
             draining: false,
+            sync_due: false,
         })
     }
 }
@@ -289,6 +290,7 @@ fn open_segments(io: &mut ShardIo<'_>, dir: &Path) -> Result<Vec<Segment>> {
     }
     for segment in &mut segments {
         segment.written_bytes = segment.size_bytes;
+        segment.synced_bytes = segment.size_bytes;
     }
     let active = recover_active(io, dir, logs[active_at])?;
     segments.push(active);
@@ -363,10 +365,8 @@ fn close_repaired(
 /// Write a segment's in-memory indexes as fresh files, durably.
 fn rewrite_indexes(io: &mut ShardIo<'_>, dir: &Path, segment: &mut Segment) -> Result<()> {
     let base = segment.base_offset;
-    let offset =
-        segment.offset_index.as_ref().map(|i| encode_index(base, i.entries())).unwrap_or_default();
-    let time =
-        segment.time_index.as_ref().map(|i| encode_index(base, i.entries())).unwrap_or_default();
+    let offset = encode_file(base, segment.offset_index.as_ref().map_or(&[][..], |i| i.entries()));
+    let time = encode_file(base, segment.time_index.as_ref().map_or(&[][..], |i| i.entries()));
     for (path, bytes) in [
         (segment::offset_index_path(dir, base), offset),
         (segment::time_index_path(dir, base), time),
@@ -377,27 +377,9 @@ fn rewrite_indexes(io: &mut ShardIo<'_>, dir: &Path, segment: &mut Segment) -> R
         result.map_err(|e| Error::io("write index", &path, e))?;
     }
     // Loaded indexes now match their files exactly.
-    let (offset_index, _) = OffsetIndex::load(
-        base,
-        &encode_index(base, segment.offset_index.as_ref().map_or(&[][..], |i| i.entries())),
-    );
-    let (time_index, _) = TimeIndex::load(
-        base,
-        &encode_index(base, segment.time_index.as_ref().map_or(&[][..], |i| i.entries())),
-    );
-    segment.offset_index = Some(offset_index);
-    segment.time_index = Some(time_index);
+    segment.offset_index = segment.offset_index.take().map(|i| OffsetIndex::written(base, i.entries().to_vec()));
+    segment.time_index = segment.time_index.take().map(|i| TimeIndex::written(base, i.entries().to_vec()));
     Ok(())
-}
-
-fn encode_index<E: IndexEntry>(base: u64, entries: &[E]) -> Vec<u8> {
-    let mut bytes = crate::segment::index::encode_header::<E>(base).to_vec();
-    for entry in entries {
-        let at = bytes.len();
-        bytes.resize(at + E::SIZE, 0);
-        entry.encode(base, &mut bytes[at..]);
-    }
-    bytes
 }
 
 /// Remove a segment's files (log first, so an interrupted removal leaves only orphan indexes,
@@ -486,6 +468,7 @@ fn recover_active(io: &mut ShardIo<'_>, dir: &Path, base: u64) -> Result<Segment
     segment.index_files = Some((offset_file, time_file));
     segment.log = Some(log);
     segment.written_bytes = segment.size_bytes;
+    segment.synced_bytes = segment.size_bytes;
     if !segment.is_empty() {
         segment.rolling_base_ms =
             Some(first_batch_time(io, log, &log_path, segment.max_timestamp)?);

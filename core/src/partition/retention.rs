@@ -1,4 +1,6 @@
-//! Periodic work: segment roll by age, retention by age and size, expiry of parked reads.
+//! Periodic work: segment roll by age, retention by age and size, expiry of parked reads, and
+//! a background `fdatasync` of data written since the last one (every maintenance interval,
+//! one second by default).
 //!
 //! Retention deletes whole closed segments only — never the active one, never one still
 //! closing — oldest first, and moves the log-start offset to the base of the oldest segment
@@ -27,6 +29,9 @@ impl Partition {
                     self.fail(&err);
                 }
             }
+        }
+        if self.written_offset > self.active_synced_offset {
+            self.sync_due = true;
         }
         if let Err(err) = self.apply_retention(io, now) {
             tracing::warn!(topic = %self.topic, partition = self.id, error = %err, "retention failed; will retry");

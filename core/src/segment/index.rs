@@ -171,15 +171,20 @@ pub enum IndexDamage {
     PartialEntry { position: u64 },
 }
 
-/// An index held in memory, with the encoded bytes not yet written to its file.
+/// An index held in memory, remembering how much of it has been handed to storage.
+///
+/// Entries are handed to storage only once the log bytes they point at are known to be
+/// durable ([`Index::take_unwritten`] takes a position limit): an entry on disk then always
+/// points into a synced prefix of the log, which is what lets recovery start its scan at the
+/// last entry instead of at the beginning of the segment.
 #[derive(Debug)]
 pub struct Index<E: IndexEntry> {
     base_offset: u64,
     entries: Vec<E>,
-    /// Encoded entries (and the header, for a new file) not yet handed to storage.
-    unwritten: Vec<u8>,
-    /// File position where `unwritten` goes.
-    unwritten_at: u64,
+    /// Entries already handed to storage (the file holds the header and these).
+    written_entries: usize,
+    /// The header is not yet handed to storage (a new file).
+    header_pending: bool,
     _kind: PhantomData<E>,
 }
 
@@ -200,6 +205,18 @@ pub fn encode_header<E: IndexEntry>(base_offset: u64) -> [u8; HEADER_SIZE] {
     header
 }
 
+/// Encode a whole index file: header and entries.
+pub fn encode_file<E: IndexEntry>(base_offset: u64, entries: &[E]) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(HEADER_SIZE + entries.len() * E::SIZE);
+    bytes.extend_from_slice(&encode_header::<E>(base_offset));
+    for entry in entries {
+        let at = bytes.len();
+        bytes.resize(at + E::SIZE, 0);
+        entry.encode(base_offset, &mut bytes[at..]);
+    }
+    bytes
+}
+
 fn header_is_valid<E: IndexEntry>(bytes: &[u8], base_offset: u64) -> bool {
     bytes.len() >= HEADER_SIZE && bytes[..HEADER_SIZE] == encode_header::<E>(base_offset)
 }
@@ -207,18 +224,11 @@ fn header_is_valid<E: IndexEntry>(bytes: &[u8], base_offset: u64) -> bool {
 impl<E: IndexEntry> Index<E> {
     /// An empty index for a new file: the header is pending.
     pub fn new(base_offset: u64) -> Self {
-        Self {
-            base_offset,
-            entries: Vec::new(),
-            unwritten: encode_header::<E>(base_offset).to_vec(),
-            unwritten_at: 0,
-            _kind: PhantomData,
-        }
+        Self { base_offset, entries: Vec::new(), written_entries: 0, header_pending: true, _kind: PhantomData }
     }
 
     /// Load from a file's bytes, keeping the longest valid prefix of entries. Returns the
-    /// index (its pending bytes rewrite whatever followed the valid prefix) and the damage
-    /// found, if any.
+    /// index and the damage found, if any (the caller rewrites or cuts a damaged file).
     pub fn load(base_offset: u64, bytes: &[u8]) -> (Self, Option<IndexDamage>) {
         if !header_is_valid::<E>(bytes, base_offset) {
             return (Self::new(base_offset), Some(IndexDamage::BadHeader));
@@ -243,14 +253,14 @@ impl<E: IndexEntry> Index<E> {
             }
             at += E::SIZE;
         }
-        let index = Self {
-            base_offset,
-            entries,
-            unwritten: Vec::new(),
-            unwritten_at: at as u64,
-            _kind: PhantomData,
-        };
-        (index, damage)
+        let written_entries = entries.len();
+        (Self { base_offset, entries, written_entries, header_pending: false, _kind: PhantomData }, damage)
+    }
+
+    /// An index whose entries are all already in its file (as written by [`encode_file`]).
+    pub fn written(base_offset: u64, entries: Vec<E>) -> Self {
+        let written_entries = entries.len();
+        Self { base_offset, entries, written_entries, header_pending: false, _kind: PhantomData }
     }
 
     /// The segment base offset.
@@ -271,14 +281,8 @@ impl<E: IndexEntry> Index<E> {
     /// Append an entry (it must follow the last one).
     pub fn push(&mut self, entry: E) {
         if let Some(previous) = self.entries.last() {
-            assert!(
-                entry.may_follow(previous),
-                "index entry {entry:?} does not follow {previous:?}"
-            );
+            assert!(entry.may_follow(previous), "index entry {entry:?} does not follow {previous:?}");
         }
-        let at = self.unwritten.len();
-        self.unwritten.resize(at + E::SIZE, 0);
-        entry.encode(self.base_offset, &mut self.unwritten[at..]);
         self.entries.push(entry);
     }
 
@@ -290,30 +294,45 @@ impl<E: IndexEntry> Index<E> {
             return false;
         }
         self.entries.truncate(keep);
-        let keep_end = (HEADER_SIZE + keep * E::SIZE) as u64;
-        if keep_end < self.unwritten_at {
-            self.unwritten.clear();
-            self.unwritten_at = keep_end;
+        if keep < self.written_entries {
+            self.written_entries = keep;
             true
         } else {
-            self.unwritten.truncate((keep_end - self.unwritten_at) as usize);
             false
         }
     }
 
-    /// Length the file has once pending bytes are written.
+    /// Length of the file once everything taken so far is written.
     pub fn file_len(&self) -> u64 {
-        self.unwritten_at + self.unwritten.len() as u64
+        if self.header_pending && self.written_entries == 0 {
+            return 0;
+        }
+        (HEADER_SIZE + self.written_entries * E::SIZE) as u64
     }
 
-    /// Take the bytes still to be written and the file position they go to.
-    pub fn take_unwritten(&mut self) -> Option<(u64, Vec<u8>)> {
-        if self.unwritten.is_empty() {
+    /// Take the encoded bytes of the entries not yet handed to storage whose log position is
+    /// at most `durable_position` (plus the header of a new file), and the file position they
+    /// go to.
+    pub fn take_unwritten(&mut self, durable_position: u64) -> Option<(u64, Vec<u8>)> {
+        let ready = self.entries[self.written_entries..].partition_point(|e| u64::from(e.position()) <= durable_position);
+        if ready == 0 && !self.header_pending {
             return None;
         }
-        let at = self.unwritten_at;
-        self.unwritten_at += self.unwritten.len() as u64;
-        Some((at, std::mem::take(&mut self.unwritten)))
+        let mut bytes = Vec::with_capacity(HEADER_SIZE + ready * E::SIZE);
+        let at = if self.header_pending {
+            bytes.extend_from_slice(&encode_header::<E>(self.base_offset));
+            0
+        } else {
+            (HEADER_SIZE + self.written_entries * E::SIZE) as u64
+        };
+        for entry in &self.entries[self.written_entries..self.written_entries + ready] {
+            let offset = bytes.len();
+            bytes.resize(offset + E::SIZE, 0);
+            entry.encode(self.base_offset, &mut bytes[offset..]);
+        }
+        self.header_pending = false;
+        self.written_entries += ready;
+        Some((at, bytes))
     }
 
     /// Position of the last entry whose key is at or below the target, by `key`.
@@ -350,7 +369,7 @@ mod tests {
     use super::*;
 
     fn file_of<E: IndexEntry>(index: &mut Index<E>) -> Vec<u8> {
-        let (at, bytes) = index.take_unwritten().unwrap();
+        let (at, bytes) = index.take_unwritten(u64::MAX).unwrap();
         assert_eq!(at, 0);
         bytes
     }
@@ -467,21 +486,27 @@ mod tests {
     }
 
     #[test]
-    fn truncate_rewrites_from_the_cut() {
+    fn truncate_and_durable_limits() {
         let (mut index, bytes) = offset_index(0, 10);
         assert_eq!(index.file_len(), bytes.len() as u64);
         assert!(index.truncate(4), "a cut inside written entries needs the file cut");
         assert_eq!(index.entries().len(), 4);
-        assert_eq!(index.take_unwritten(), None);
+        assert_eq!(index.take_unwritten(u64::MAX), None);
         assert_eq!(index.file_len(), (HEADER_SIZE + 4 * 12) as u64);
         index.push(OffsetEntry { relative_offset: 100, position: 100_000 });
-        let (at, pending) = index.take_unwritten().unwrap();
+        index.push(OffsetEntry { relative_offset: 200, position: 200_000 });
+        assert_eq!(index.take_unwritten(99_999), None, "entries wait for their log bytes to be durable");
+        let (at, pending) = index.take_unwritten(150_000).unwrap();
         assert_eq!(at, (HEADER_SIZE + 4 * 12) as u64);
+        assert_eq!(pending.len(), 12);
+        let (at, pending) = index.take_unwritten(u64::MAX).unwrap();
+        assert_eq!(at, (HEADER_SIZE + 5 * 12) as u64);
         assert_eq!(pending.len(), 12);
         let mut fresh = OffsetIndex::new(0);
         fresh.push(OffsetEntry { relative_offset: 1, position: 1 });
         assert!(!fresh.truncate(0), "nothing was written yet");
-        assert_eq!(fresh.take_unwritten().unwrap().1.len(), HEADER_SIZE);
+        assert_eq!(fresh.take_unwritten(0).unwrap().1.len(), HEADER_SIZE, "a new file gets its header at once");
+        assert_eq!(encode_file(0, index.entries()).len(), HEADER_SIZE + 6 * 12);
     }
 
     #[test]

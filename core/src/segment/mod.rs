@@ -97,6 +97,9 @@ pub struct Segment {
     pub bytes_since_index: u64,
     /// Bytes whose writes have completed (readable); `size_bytes` for a closed segment.
     pub written_bytes: u64,
+    /// Bytes covered by a completed `fdatasync`: index entries pointing below this may be
+    /// written (see [`index::Index::take_unwritten`]).
+    pub synced_bytes: u64,
     /// Operations in flight on this segment's files: they must complete before it closes.
     pub ops_in_flight: u32,
 }
@@ -116,6 +119,7 @@ impl Segment {
             index_files: None,
             bytes_since_index: 0,
             written_bytes: 0,
+            synced_bytes: 0,
             ops_in_flight: 0,
         }
     }

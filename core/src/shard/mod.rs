@@ -136,12 +136,14 @@ pub(crate) fn spawn(
                 touched: Vec::new(),
                 closing_topics: Vec::new(),
                 shutdown: None,
+                dead: None,
                 maintenance_interval_ns: maintenance_interval_ms.saturating_mul(1_000_000),
                 next_maintenance_ns: 0,
             };
             let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| shard.run()));
             let reason = match outcome {
-                Ok(()) => "shut down".to_string(),
+                Ok(Ok(())) => "shut down".to_string(),
+                Ok(Err(reason)) => reason,
                 Err(panic) => {
                     let message = panic
                         .downcast_ref::<String>()
@@ -184,6 +186,8 @@ struct Shard {
     /// Topics being closed: their partitions are draining.
     closing_topics: Vec<(u64, Reply<()>)>,
     shutdown: Option<Reply<()>>,
+    /// Set when the storage failed: the loop stops with this reason.
+    dead: Option<String>,
     maintenance_interval_ns: u64,
     next_maintenance_ns: u64,
 }
@@ -207,9 +211,13 @@ macro_rules! with_partition {
 }
 
 impl Shard {
-    fn run(&mut self) {
+    /// The shard loop. Returns when shut down, or with the reason the storage failed.
+    fn run(&mut self) -> std::result::Result<(), String> {
         self.next_maintenance_ns = self.clock.monotonic_ns() + self.maintenance_interval_ns;
         loop {
+            if let Some(reason) = self.dead.take() {
+                return Err(reason);
+            }
             let mut progressed = self.dispatch_stash();
             for _ in 0..REQUESTS_PER_ROUND {
                 let Some(request) = self.mailbox.pop() else { break };
@@ -231,7 +239,7 @@ impl Shard {
             self.finish_closing_topics();
             if self.shutdown.is_some() && self.partitions.iter().flatten().all(|p| !p.is_busy()) {
                 self.finish_shutdown();
-                return;
+                return Ok(());
             }
             if progressed || !self.stash.is_empty() {
                 continue;
@@ -389,7 +397,8 @@ impl Shard {
         let mut completions = std::mem::take(&mut self.completions);
         if let Err(err) = self.storage.complete(&mut completions, wait) {
             // The storage itself failed (not one operation): nothing can be written safely.
-            panic!("storage failed on shard {}: {err}", self.index);
+            self.storage_failed(&err);
+            return true;
         }
         let any = !completions.is_empty();
         for completion in completions.drain(..) {
@@ -397,6 +406,23 @@ impl Shard {
         }
         self.completions = completions;
         any
+    }
+
+    /// The storage failed as a whole: every partition fails stop, operations in flight are
+    /// forgotten (they will never complete), and the shard stops.
+    fn storage_failed(&mut self, err: &std::io::Error) {
+        let reason = format!("storage failed on shard {}: {err}", self.index);
+        tracing::error!(shard = self.index, error = %err, "storage failed; stopping the shard");
+        for partition in self.partitions.iter_mut().flatten() {
+            partition.abandon_io(&reason);
+        }
+        if let Some(reply) = self.shutdown.take() {
+            reply.send(Err(Error::ShardStopped { shard: self.index, reason: reason.clone() }));
+        }
+        for (_, reply) in self.closing_topics.drain(..) {
+            reply.send(Err(Error::ShardStopped { shard: self.index, reason: reason.clone() }));
+        }
+        self.dead = Some(reason);
     }
 
     fn dispatch_stash(&mut self) -> bool {
