@@ -90,21 +90,13 @@ pub const fn varlong_size(value: i64) -> usize {
 
 #[inline]
 fn put_unsigned(out: &mut Vec<u8>, mut value: u64) {
-    // Assemble in registers, then one append: cheaper than a capacity check per byte.
-    let mut scratch = [0u8; VARLONG_SIZE_MAX];
-    let mut len = 0;
-    for slot in scratch.iter_mut() {
-        if value < 0x80 {
-            *slot = value as u8;
-            len += 1;
-            break;
-        }
-        *slot = (value as u8) | 0x80;
+    // Byte by byte: after the caller's reservation each push is a predictable branch and a
+    // store, cheaper than a variable-length copy (a `memcpy` call) of a few bytes.
+    while value >= 0x80 {
+        out.push((value as u8) | 0x80);
         value >>= 7;
-        len += 1;
     }
-    // A u64 has at most 10 groups of 7 bits, so the loop always stores the final byte.
-    out.extend_from_slice(&scratch[..len]);
+    out.push(value as u8);
 }
 
 /// Appends `value` as a zig-zag varint (Kafka's `ByteUtils.writeVarint`).
