@@ -1,0 +1,238 @@
+//! Crash tests at the first depth (STYLE §11): garbage or truncated tails, damaged indexes and
+//! corrupt closed segments, on real files. Recovery must keep exactly the valid prefix of the
+//! active segment; a corrupt closed segment must be an error naming the file and position,
+//! never data.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use tidelog_core::{Durability, Engine, EngineConfig, Error, ReadRequest, Record, TopicConfig};
+
+fn open(dir: &Path) -> Engine {
+    Engine::open(dir, EngineConfig::default().shards(1)).unwrap()
+}
+
+fn partition_dir(dir: &Path) -> PathBuf {
+    dir.join("topics").join("t").join("0")
+}
+
+fn files_with(dir: &Path, ext: &str) -> Vec<PathBuf> {
+    let mut files: Vec<_> = fs::read_dir(partition_dir(dir))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == ext))
+        .collect();
+    files.sort();
+    files
+}
+
+fn read_all(engine: &Engine) -> Vec<(u64, Vec<u8>)> {
+    let info = engine.partition_info("t", 0).unwrap();
+    let mut out = Vec::new();
+    let mut offset = info.log_start_offset;
+    while offset < info.high_watermark {
+        let fetch = engine.read("t", 0, ReadRequest::new(offset)).unwrap();
+        for record in fetch.records() {
+            let record = record.unwrap();
+            out.push((record.offset() as u64, record.value().unwrap().to_vec()));
+            offset = record.offset() as u64 + 1;
+        }
+    }
+    out
+}
+
+/// Write `batches` batches of 1–3 records into one segment; return the records and the end
+/// position of every batch in the log file.
+fn populate(dir: &Path, batches: usize) -> (Vec<(u64, Vec<u8>)>, Vec<u64>) {
+    let engine = open(dir);
+    engine.create_topic("t", TopicConfig::default()).unwrap();
+    let mut records = Vec::new();
+    let mut ends = Vec::new();
+    for i in 0..batches {
+        let values: Vec<Vec<u8>> = (0..1 + i % 3).map(|j| format!("batch {i} record {j} {}", "x".repeat(i * 7 % 50)).into_bytes()).collect();
+        let batch: Vec<Record<'_>> = values.iter().map(|v| Record::new(v)).collect();
+        let result = engine.append("t", 0, &batch, Durability::Durable).unwrap();
+        for (k, value) in values.into_iter().enumerate() {
+            records.push((result.base_offset + k as u64, value));
+        }
+        ends.push(engine.partition_info("t", 0).unwrap().segments[0].size_bytes);
+    }
+    engine.close().unwrap();
+    (records, ends)
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    for entry in fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else if entry.file_name() != "LOCK" {
+            fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+/// Expected surviving records when the log is cut at `len` bytes.
+fn prefix(records: &[(u64, Vec<u8>)], ends: &[u64], len: u64, batches_per_record: &[usize]) -> Vec<(u64, Vec<u8>)> {
+    let whole = ends.iter().take_while(|&&end| end <= len).count();
+    let keep: usize = batches_per_record[..whole].iter().sum();
+    records[..keep].to_vec()
+}
+
+#[test]
+fn truncated_tails_recover_to_the_valid_prefix() {
+    let original = tempfile::tempdir().unwrap();
+    let (records, ends) = populate(original.path(), 12);
+    let per_batch: Vec<usize> = (0..12).map(|i| 1 + i % 3).collect();
+    let mut cuts: Vec<u64> = vec![0, 1, 11, 12, 60, 61];
+    for &end in &ends {
+        cuts.extend([end.saturating_sub(1), end, end + 1, end.saturating_sub(30)]);
+    }
+    cuts.sort_unstable();
+    cuts.dedup();
+    for cut in cuts.into_iter().filter(|&c| c <= *ends.last().unwrap()) {
+        let dir = tempfile::tempdir().unwrap();
+        copy_dir(original.path(), dir.path());
+        let log = &files_with(dir.path(), "log")[0];
+        fs::OpenOptions::new().write(true).open(log).unwrap().set_len(cut).unwrap();
+        let engine = open(dir.path());
+        let expected = prefix(&records, &ends, cut, &per_batch);
+        assert_eq!(read_all(&engine), expected, "cut at {cut}");
+        let info = engine.partition_info("t", 0).unwrap();
+        assert_eq!(info.high_watermark, expected.len() as u64);
+        // Appends continue at the next offset.
+        let next = engine.append("t", 0, &[Record::new(b"after")], Durability::Durable).unwrap();
+        assert_eq!(next.base_offset, expected.len() as u64);
+        engine.close().unwrap();
+        // The file was cut at the valid end (no garbage left behind the new batch).
+        let engine = open(dir.path());
+        assert_eq!(read_all(&engine).len(), expected.len() + 1, "cut at {cut}, after reopen");
+        engine.close().unwrap();
+    }
+}
+
+#[test]
+fn garbage_tails_recover_to_the_valid_prefix() {
+    let original = tempfile::tempdir().unwrap();
+    let (records, ends) = populate(original.path(), 6);
+    let log_bytes = fs::read(&files_with(original.path(), "log")[0]).unwrap();
+    let first_batch = log_bytes[..ends[0] as usize].to_vec();
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut random = |n: usize| -> Vec<u8> {
+        (0..n)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                state as u8
+            })
+            .collect()
+    };
+    let tails: Vec<(&str, Vec<u8>)> = vec![
+        ("zeros", vec![0; 4096]),
+        ("random", random(1000)),
+        ("random long", random(70_000)),
+        // A valid batch, but with an offset that breaks continuity.
+        ("stale batch", first_batch.clone()),
+        // A valid batch header claiming more bytes than follow.
+        ("torn header", first_batch[..40].to_vec()),
+        ("ones", vec![0xff; 300]),
+    ];
+    for (name, tail) in tails {
+        let dir = tempfile::tempdir().unwrap();
+        copy_dir(original.path(), dir.path());
+        let log = &files_with(dir.path(), "log")[0];
+        let mut bytes = fs::read(log).unwrap();
+        bytes.extend_from_slice(&tail);
+        fs::write(log, &bytes).unwrap();
+        let engine = open(dir.path());
+        assert_eq!(read_all(&engine), records, "tail: {name}");
+        engine.close().unwrap();
+        assert_eq!(fs::metadata(log).unwrap().len(), *ends.last().unwrap(), "tail {name} was cut off");
+    }
+}
+
+#[test]
+fn damaged_or_missing_indexes_are_rebuilt() {
+    let original = tempfile::tempdir().unwrap();
+    let engine = open(original.path());
+    engine.create_topic("t", TopicConfig::default()).unwrap();
+    let value = vec![5u8; 900];
+    for _ in 0..60 {
+        engine.append("t", 0, &[Record::new(&value)], Durability::Durable).unwrap();
+    }
+    engine.close().unwrap();
+    let records = {
+        let engine = open(original.path());
+        let all = read_all(&engine);
+        engine.close().unwrap();
+        all
+    };
+    assert_eq!(records.len(), 60);
+    for damage in ["delete", "truncate", "flip", "garbage"] {
+        for ext in ["index", "timeindex"] {
+            let dir = tempfile::tempdir().unwrap();
+            copy_dir(original.path(), dir.path());
+            let index = &files_with(dir.path(), ext)[0];
+            match damage {
+                "delete" => fs::remove_file(index).unwrap(),
+                "truncate" => fs::OpenOptions::new().write(true).open(index).unwrap().set_len(40).unwrap(),
+                "flip" => {
+                    let mut bytes = fs::read(index).unwrap();
+                    let at = bytes.len() / 2;
+                    bytes[at] ^= 0x10;
+                    fs::write(index, bytes).unwrap();
+                }
+                _ => {
+                    let mut bytes = fs::read(index).unwrap();
+                    bytes.extend_from_slice(&[0xab; 100]);
+                    fs::write(index, bytes).unwrap();
+                }
+            }
+            let engine = open(dir.path());
+            assert_eq!(read_all(&engine), records, "{damage} {ext}");
+            assert_eq!(engine.offset_for_timestamp("t", 0, 0).unwrap(), Some(0));
+            engine.close().unwrap();
+        }
+    }
+}
+
+#[test]
+fn corruption_in_a_closed_segment_is_an_error_naming_file_and_position() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open(dir.path());
+    engine.create_topic("t", TopicConfig::default().segment_size_bytes(16 * 1024).record_size_bytes_max(4096)).unwrap();
+    let value = vec![9u8; 1000];
+    for _ in 0..40 {
+        engine.append("t", 0, &[Record::new(&value)], Durability::Durable).unwrap();
+    }
+    engine.close().unwrap();
+    let logs = files_with(dir.path(), "log");
+    assert!(logs.len() >= 2);
+    let closed = &logs[0];
+    let mut bytes = fs::read(closed).unwrap();
+    let position = 3000;
+    bytes[position] ^= 0x01;
+    fs::write(closed, bytes).unwrap();
+
+    let engine = open(dir.path());
+    let mut saw_error = false;
+    let mut offset = 0;
+    while offset < 40 {
+        match engine.read("t", 0, ReadRequest::new(offset).max_bytes(1)) {
+            Ok(fetch) => offset = fetch.next_offset(),
+            Err(Error::Corrupt { path, position: at, reason }) => {
+                assert_eq!(&path, closed);
+                assert!(at <= position as u64, "reported {at}, damage at {position}");
+                assert!(reason.contains("checksum"), "{reason}");
+                saw_error = true;
+                offset += 1;
+            }
+            Err(other) => panic!("unexpected error {other}"),
+        }
+    }
+    assert!(saw_error, "the corrupt batch was never reported");
+    engine.close().unwrap();
+}
