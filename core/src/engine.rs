@@ -106,7 +106,8 @@ impl Engine {
         let dir = dir.as_ref().to_path_buf();
         let factory = storage_factory(&config)?;
         let mut control = factory.create().map_err(|e| Error::io("create storage", &dir, e))?;
-        tidelog_io::storage::create_dir_all_durable(&mut *control, &dir).map_err(|e| Error::io("create directory", &dir, e))?;
+        tidelog_io::storage::create_dir_all_durable(&mut *control, &dir)
+            .map_err(|e| Error::io("create directory", &dir, e))?;
         let lock = control.lock_dir(&dir).map_err(|e| match e.kind() {
             std::io::ErrorKind::WouldBlock => Error::DirectoryInUse { path: dir.clone() },
             _ => Error::io("lock", dir.join("LOCK"), e),
@@ -638,7 +639,8 @@ fn load_catalog(control: &mut dyn Storage, dir: &Path) -> Result<Vec<TopicMeta>>
     let topics_dir = dir.join(TOPICS_DIR);
     let trash_dir = dir.join(TRASH_DIR);
     for path in [&topics_dir, &trash_dir] {
-        tidelog_io::storage::create_dir_all_durable(control, path).map_err(|e| Error::io("create directory", path, e))?;
+        tidelog_io::storage::create_dir_all_durable(control, path)
+            .map_err(|e| Error::io("create directory", path, e))?;
     }
     for entry in control.read_dir(&trash_dir).map_err(|e| Error::io("list", &trash_dir, e))? {
         let path = trash_dir.join(&entry.name);

@@ -45,7 +45,7 @@ pub const INDEX_INTERVAL_BYTES: u32 = 4096;
 pub const WRITE_BUFFER_BYTES: usize = 1024 * 1024;
 
 /// Most write buffers a partition keeps in reserve for reuse.
-pub const WRITE_BUFFERS_SPARE_MAX: usize = 2;
+pub const WRITE_BUFFERS_SPARE_MAX: usize = 4;
 
 /// Requests a shard's inbound queue holds before callers are pushed back.
 pub const SHARD_QUEUE_DEPTH: usize = 4096;

@@ -27,7 +27,10 @@ const PARTITIONS: u32 = 4;
 fn kill_child() {
     let Ok(dir) = std::env::var(CHILD_ENV) else { return };
     let engine = Engine::open(&dir, EngineConfig::default().shards(2)).unwrap();
-    let config = TopicConfig::default().partitions(PARTITIONS).segment_size_bytes(256 * 1024).record_size_bytes_max(64 * 1024);
+    let config = TopicConfig::default()
+        .partitions(PARTITIONS)
+        .segment_size_bytes(256 * 1024)
+        .record_size_bytes_max(64 * 1024);
     match engine.create_topic("t", config) {
         Ok(()) | Err(tidelog_core::Error::TopicExists { .. }) => {}
         Err(err) => panic!("{err}"),
@@ -45,14 +48,24 @@ fn kill_child() {
                 let mut n = 0u64;
                 while !stop.load(Ordering::Relaxed) {
                     let partition = (worker + n as u32) % PARTITIONS;
-                    let durability = if n % 2 == 0 { Durability::Durable } else { Durability::Written };
+                    let durability =
+                        if n % 2 == 0 { Durability::Durable } else { Durability::Written };
                     let count = 1 + (n % 5) as usize;
-                    let values: Vec<String> = (0..count).map(|i| format!("i{incarnation}-w{worker}-n{n}-r{i}-{}", "z".repeat((n as usize * 37) % 700))).collect();
-                    let records: Vec<Record<'_>> = values.iter().map(|v| Record::new(v.as_bytes())).collect();
+                    let values: Vec<String> = (0..count)
+                        .map(|i| {
+                            format!(
+                                "i{incarnation}-w{worker}-n{n}-r{i}-{}",
+                                "z".repeat((n as usize * 37) % 700)
+                            )
+                        })
+                        .collect();
+                    let records: Vec<Record<'_>> =
+                        values.iter().map(|v| Record::new(v.as_bytes())).collect();
                     let result = engine.append("t", partition, &records, durability).unwrap();
                     let mut out = stdout.lock().unwrap();
                     for (i, value) in values.iter().enumerate() {
-                        writeln!(out, "ack {partition} {} {value}", result.base_offset + i as u64).unwrap();
+                        writeln!(out, "ack {partition} {} {value}", result.base_offset + i as u64)
+                            .unwrap();
                     }
                     out.flush().unwrap();
                     n += 1;
@@ -75,8 +88,15 @@ fn verify(dir: &Path, acked: &BTreeMap<(u32, u64), String>) -> usize {
             let fetch = engine.read("t", partition, ReadRequest::new(offset)).unwrap();
             for record in fetch.records() {
                 let record = record.unwrap();
-                assert_eq!(record.offset() as u64, offset, "offsets not dense in partition {partition}");
-                present.insert((partition, offset), String::from_utf8(record.value().unwrap().to_vec()).unwrap());
+                assert_eq!(
+                    record.offset() as u64,
+                    offset,
+                    "offsets not dense in partition {partition}"
+                );
+                present.insert(
+                    (partition, offset),
+                    String::from_utf8(record.value().unwrap().to_vec()).unwrap(),
+                );
                 offset += 1;
             }
         }
@@ -96,7 +116,8 @@ fn acknowledged_records_survive_sigkill() {
     if std::env::var(CHILD_ENV).is_ok() {
         return;
     }
-    let iterations: u32 = std::env::var("TIDELOG_KILL_ITERATIONS").ok().and_then(|n| n.parse().ok()).unwrap_or(8);
+    let iterations: u32 =
+        std::env::var("TIDELOG_KILL_ITERATIONS").ok().and_then(|n| n.parse().ok()).unwrap_or(8);
     let dir = tempfile::tempdir().unwrap();
     let exe = std::env::current_exe().unwrap();
     let mut acked: BTreeMap<(u32, u64), String> = BTreeMap::new();
@@ -132,7 +153,9 @@ fn acknowledged_records_survive_sigkill() {
             if parts.next() != Some("ack") {
                 continue;
             }
-            let (Some(p), Some(o), Some(v)) = (parts.next(), parts.next(), parts.next()) else { continue };
+            let (Some(p), Some(o), Some(v)) = (parts.next(), parts.next(), parts.next()) else {
+                continue;
+            };
             let key = (p.parse().unwrap(), o.parse().unwrap());
             if let Some(previous) = acked.insert(key, v.to_string()) {
                 assert_eq!(previous, v, "offset {key:?} acknowledged twice with different records");
@@ -142,6 +165,8 @@ fn acknowledged_records_survive_sigkill() {
         let present = verify(dir.path(), &acked);
         assert!(present >= acked.len());
     }
-    eprintln!("SIGKILL test: {iterations} kills survived, {total_acks} acknowledged records verified, 0 lost");
+    eprintln!(
+        "SIGKILL test: {iterations} kills survived, {total_acks} acknowledged records verified, 0 lost"
+    );
     assert!(total_acks > 0, "the child never acknowledged anything");
 }

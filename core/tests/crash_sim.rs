@@ -16,7 +16,10 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tidelog_core::{Durability, Engine, EngineConfig, Error, Pending, ReadRequest, Record, TopicConfig};
+use tidelog_core::{
+    Durability, Engine, EngineConfig, Error, Pending, ReadRequest, Record, SegmentPreparation,
+    TopicConfig,
+};
 use tidelog_io::sim::SimDisk;
 
 const DIR: &str = "/sim/data";
@@ -69,7 +72,14 @@ fn partition_of(payload: &[u8]) -> Option<u32> {
 }
 
 fn config(disk: &SimDisk) -> EngineConfig {
-    EngineConfig::default().shards(2).storage(Arc::new(disk.factory()))
+    // Every preparation policy, by seed: prepared and renamed files must recover as well.
+    let preparation =
+        [SegmentPreparation::Grow, SegmentPreparation::ZeroFill, SegmentPreparation::Fallocate]
+            [(disk.seed() % 3) as usize];
+    EngineConfig::default()
+        .shards(2)
+        .storage(Arc::new(disk.factory()))
+        .segment_preparation(preparation)
 }
 
 /// Open the engine, retrying while a crash during recovery makes it fail.
@@ -91,19 +101,43 @@ fn check(engine: &Engine, model: &mut Model, seed: u64, round: u32) {
         if std::env::var("TIDELOG_SIM_VERBOSE").is_ok() {
             eprintln!("seed {seed} round {round} p{partition}: {info:?}");
         }
-        assert_eq!(info.log_start_offset, 0, "seed {seed} round {round}: no retention in this test");
-        assert_eq!(info.durable_offset, info.high_watermark, "seed {seed}: recovery syncs what it keeps");
+        assert_eq!(
+            info.log_start_offset, 0,
+            "seed {seed} round {round}: no retention in this test"
+        );
+        assert_eq!(
+            info.durable_offset, info.high_watermark,
+            "seed {seed}: recovery syncs what it keeps"
+        );
         let mut present = BTreeMap::new();
         let mut offset = 0;
         while offset < info.high_watermark {
-            let fetch = engine.read(TOPIC, partition, ReadRequest::new(offset).max_bytes(64 * 1024)).unwrap();
-            assert!(!fetch.is_empty(), "seed {seed}: empty read at {offset} below {}", info.high_watermark);
+            let fetch = engine
+                .read(TOPIC, partition, ReadRequest::new(offset).max_bytes(64 * 1024))
+                .unwrap();
+            assert!(
+                !fetch.is_empty(),
+                "seed {seed}: empty read at {offset} below {}",
+                info.high_watermark
+            );
             for record in fetch.records() {
-                let record = record.unwrap_or_else(|e| panic!("seed {seed}: bad record in p{partition}: {e}"));
-                assert_eq!(record.offset() as u64, offset, "seed {seed}: offsets not dense in p{partition}");
+                let record = record
+                    .unwrap_or_else(|e| panic!("seed {seed}: bad record in p{partition}: {e}"));
+                assert_eq!(
+                    record.offset() as u64,
+                    offset,
+                    "seed {seed}: offsets not dense in p{partition}"
+                );
                 let value = record.value().unwrap().to_vec();
-                assert!(model.submitted.contains(&value), "seed {seed}: p{partition}@{offset} holds bytes never appended");
-                assert_eq!(partition_of(&value), Some(partition), "seed {seed}: record of another partition in p{partition}");
+                assert!(
+                    model.submitted.contains(&value),
+                    "seed {seed}: p{partition}@{offset} holds bytes never appended"
+                );
+                assert_eq!(
+                    partition_of(&value),
+                    Some(partition),
+                    "seed {seed}: record of another partition in p{partition}"
+                );
                 present.insert(offset, value);
                 offset += 1;
             }
@@ -111,8 +145,14 @@ fn check(engine: &Engine, model: &mut Model, seed: u64, round: u32) {
         let durable = &mut model.durable[partition as usize];
         for (offset, value) in durable.iter() {
             match present.get(offset) {
-                Some(found) => assert!(found == value, "seed {seed} round {round}: durable record p{partition}@{offset} changed"),
-                None => panic!("seed {seed} round {round}: durable record p{partition}@{offset} lost (high watermark {})", info.high_watermark),
+                Some(found) => assert!(
+                    found == value,
+                    "seed {seed} round {round}: durable record p{partition}@{offset} changed"
+                ),
+                None => panic!(
+                    "seed {seed} round {round}: durable record p{partition}@{offset} lost (high watermark {})",
+                    info.high_watermark
+                ),
             }
         }
         model.records_checked += present.len() as u64;
@@ -125,7 +165,13 @@ fn run_seed(seed: u64, model: &mut Model) {
     let disk = SimDisk::new(seed);
     let engine = Engine::open(DIR, config(&disk)).unwrap();
     engine
-        .create_topic(TOPIC, TopicConfig::default().partitions(PARTITIONS).segment_size_bytes(16 * 1024).record_size_bytes_max(8 * 1024))
+        .create_topic(
+            TOPIC,
+            TopicConfig::default()
+                .partitions(PARTITIONS)
+                .segment_size_bytes(16 * 1024)
+                .record_size_bytes_max(8 * 1024),
+        )
         .unwrap();
     model.durable = vec![BTreeMap::new(); PARTITIONS as usize];
     let mut engine = Some(engine);
@@ -136,11 +182,13 @@ fn run_seed(seed: u64, model: &mut Model) {
             check(&current, model, seed, round);
         }
         // A burst of appends, some awaited, some left in flight when the power goes.
-        let mut pending: Vec<(Durability, u32, Vec<Vec<u8>>, Pending<tidelog_core::AppendResult>)> = Vec::new();
+        let mut pending: Vec<(Durability, u32, Vec<Vec<u8>>, Pending<tidelog_core::AppendResult>)> =
+            Vec::new();
         let ops = 1 + rng.below(60);
         for _ in 0..ops {
             let partition = rng.below(u64::from(PARTITIONS)) as u32;
-            let durability = [Durability::None, Durability::Written, Durability::Durable][rng.below(3) as usize];
+            let durability =
+                [Durability::None, Durability::Written, Durability::Durable][rng.below(3) as usize];
             let count = 1 + rng.below(4) as usize;
             let values: Vec<Vec<u8>> = (0..count)
                 .map(|_| {
@@ -182,13 +230,23 @@ fn run_seed(seed: u64, model: &mut Model) {
                     model.durable_acks += 1;
                     for (i, value) in values.into_iter().enumerate() {
                         let offset = result.base_offset + i as u64;
-                        if let Some(previous) = model.durable[partition as usize].insert(offset, value.clone()) {
-                            assert_eq!(previous, value, "seed {seed}: offset p{partition}@{offset} acknowledged twice");
+                        if let Some(previous) =
+                            model.durable[partition as usize].insert(offset, value.clone())
+                        {
+                            assert_eq!(
+                                previous, value,
+                                "seed {seed}: offset p{partition}@{offset} acknowledged twice"
+                            );
                         }
                     }
                 }
                 Ok(_) => {}
-                Err(Error::PartitionFailed { .. } | Error::ShardStopped { .. } | Error::Closed | Error::Io { .. }) => {}
+                Err(
+                    Error::PartitionFailed { .. }
+                    | Error::ShardStopped { .. }
+                    | Error::Closed
+                    | Error::Io { .. },
+                ) => {}
                 Err(other) => panic!("seed {seed}: unexpected append error after a crash: {other}"),
             }
         }
@@ -216,20 +274,27 @@ fn run_seed(seed: u64, model: &mut Model) {
 
 #[test]
 fn acknowledged_durable_records_survive_power_loss() {
-    let _ = tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).with_test_writer().try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
     let seeds: Vec<u64> = match std::env::var("TIDELOG_SIM_SEED") {
         Ok(seed) => vec![seed.parse().expect("TIDELOG_SIM_SEED is a number")],
         Err(_) => {
-            let n = std::env::var("TIDELOG_SIM_SEEDS").ok().and_then(|n| n.parse().ok()).unwrap_or(300);
+            let n =
+                std::env::var("TIDELOG_SIM_SEEDS").ok().and_then(|n| n.parse().ok()).unwrap_or(300);
             (0..n).collect()
         }
     };
     let mut totals = Model::default();
     for &seed in &seeds {
         let mut model = Model::default();
-        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_seed(seed, &mut model)));
+        let outcome =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_seed(seed, &mut model)));
         if let Err(panic) = outcome {
-            eprintln!("crash simulation failed for seed {seed}; replay with:\n  TIDELOG_SIM_SEED={seed} cargo test -p tidelog-core --test crash_sim");
+            eprintln!(
+                "crash simulation failed for seed {seed}; replay with:\n  TIDELOG_SIM_SEED={seed} cargo test -p tidelog-core --test crash_sim"
+            );
             std::panic::resume_unwind(panic);
         }
         totals.durable_acks += model.durable_acks;

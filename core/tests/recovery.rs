@@ -49,7 +49,9 @@ fn populate(dir: &Path, batches: usize) -> (Vec<(u64, Vec<u8>)>, Vec<u64>) {
     let mut records = Vec::new();
     let mut ends = Vec::new();
     for i in 0..batches {
-        let values: Vec<Vec<u8>> = (0..1 + i % 3).map(|j| format!("batch {i} record {j} {}", "x".repeat(i * 7 % 50)).into_bytes()).collect();
+        let values: Vec<Vec<u8>> = (0..1 + i % 3)
+            .map(|j| format!("batch {i} record {j} {}", "x".repeat(i * 7 % 50)).into_bytes())
+            .collect();
         let batch: Vec<Record<'_>> = values.iter().map(|v| Record::new(v)).collect();
         let result = engine.append("t", 0, &batch, Durability::Durable).unwrap();
         for (k, value) in values.into_iter().enumerate() {
@@ -75,7 +77,12 @@ fn copy_dir(from: &Path, to: &Path) {
 }
 
 /// Expected surviving records when the log is cut at `len` bytes.
-fn prefix(records: &[(u64, Vec<u8>)], ends: &[u64], len: u64, batches_per_record: &[usize]) -> Vec<(u64, Vec<u8>)> {
+fn prefix(
+    records: &[(u64, Vec<u8>)],
+    ends: &[u64],
+    len: u64,
+    batches_per_record: &[usize],
+) -> Vec<(u64, Vec<u8>)> {
     let whole = ends.iter().take_while(|&&end| end <= len).count();
     let keep: usize = batches_per_record[..whole].iter().sum();
     records[..keep].to_vec()
@@ -150,7 +157,11 @@ fn garbage_tails_recover_to_the_valid_prefix() {
         let engine = open(dir.path());
         assert_eq!(read_all(&engine), records, "tail: {name}");
         engine.close().unwrap();
-        assert_eq!(fs::metadata(log).unwrap().len(), *ends.last().unwrap(), "tail {name} was cut off");
+        assert_eq!(
+            fs::metadata(log).unwrap().len(),
+            *ends.last().unwrap(),
+            "tail {name} was cut off"
+        );
     }
 }
 
@@ -178,7 +189,9 @@ fn damaged_or_missing_indexes_are_rebuilt() {
             let index = &files_with(dir.path(), ext)[0];
             match damage {
                 "delete" => fs::remove_file(index).unwrap(),
-                "truncate" => fs::OpenOptions::new().write(true).open(index).unwrap().set_len(40).unwrap(),
+                "truncate" => {
+                    fs::OpenOptions::new().write(true).open(index).unwrap().set_len(40).unwrap()
+                }
                 "flip" => {
                     let mut bytes = fs::read(index).unwrap();
                     let at = bytes.len() / 2;
@@ -203,7 +216,12 @@ fn damaged_or_missing_indexes_are_rebuilt() {
 fn corruption_in_a_closed_segment_is_an_error_naming_file_and_position() {
     let dir = tempfile::tempdir().unwrap();
     let engine = open(dir.path());
-    engine.create_topic("t", TopicConfig::default().segment_size_bytes(16 * 1024).record_size_bytes_max(4096)).unwrap();
+    engine
+        .create_topic(
+            "t",
+            TopicConfig::default().segment_size_bytes(16 * 1024).record_size_bytes_max(4096),
+        )
+        .unwrap();
     let value = vec![9u8; 1000];
     for _ in 0..40 {
         engine.append("t", 0, &[Record::new(&value)], Durability::Durable).unwrap();

@@ -387,7 +387,12 @@ pub fn create_dir_all_durable(storage: &mut dyn Storage, path: &Path) -> io::Res
     while let Some(dir) = at {
         match storage.metadata(dir) {
             Ok(meta) if meta.is_dir => break,
-            Ok(_) => return Err(io::Error::new(io::ErrorKind::NotADirectory, format!("{} is not a directory", dir.display()))),
+            Ok(_) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::NotADirectory,
+                    format!("{} is not a directory", dir.display()),
+                ));
+            }
             Err(err) if err.kind() == io::ErrorKind::NotFound => missing.push(dir),
             Err(err) => return Err(err),
         }

@@ -92,7 +92,8 @@ impl ShardIo<'_> {
 
     /// Read `len` bytes at `offset` (fewer at end of file), waiting for them.
     pub fn read_now(&mut self, file: FileId, offset: u64, len: usize) -> io::Result<AlignedBuf> {
-        let mut buf = AlignedBuf::with_capacity(len);
+        // Most reads complete in full into the first buffer; short ones gather into this.
+        let mut buf: Option<AlignedBuf> = None;
         let mut done = 0usize;
         while done < len {
             let want = len - done;
@@ -112,10 +113,11 @@ impl ShardIo<'_> {
             if n == 0 {
                 break;
             }
-            buf.extend_from_slice(&chunk[..n]);
+            buf.get_or_insert_with(|| AlignedBuf::with_capacity(len))
+                .extend_from_slice(&chunk[..n]);
             done += n;
         }
-        Ok(buf)
+        Ok(buf.unwrap_or_else(|| AlignedBuf::with_capacity(0)))
     }
 
     /// Write all of `bytes` at `offset`, waiting for it.

@@ -21,6 +21,7 @@
 //! reopened (fail-stop: retrying an fsync is not safe); reads keep working.
 
 mod io;
+mod prepare;
 mod read;
 mod recovery;
 mod retention;
@@ -113,6 +114,8 @@ enum OpKind {
     Sync { segment: u64, covers: u64, covers_position: u64 },
     /// A step of closing `segment`.
     Close { segment: u64 },
+    /// A step of preparing the spare segment.
+    Prepare,
 }
 
 /// A log write in flight, in offset order.
@@ -206,6 +209,10 @@ pub(crate) struct Partition {
     /// The periodic background sync is due: bounds what a power loss can take from
     /// non-durable appends, and how far recovery must scan.
     sync_due: bool,
+    /// The next segment's file, being prepared or ready.
+    spare: Option<prepare::Spare>,
+    /// Preparation failed (ENOSPC, EIO): rolls grow files from now on.
+    prepare_failed: bool,
 }
 
 impl Partition {
@@ -434,6 +441,7 @@ impl Partition {
             }
         }
         self.flush_index(io);
+        self.prepare_step(io);
     }
 
     /// Does any waiter (or the periodic background sync) need an fdatasync?
@@ -533,10 +541,14 @@ impl Partition {
         let mut submitted = Vec::new();
         // Entries go to storage only once the log bytes they point at are durable.
         let durable = active.synced_bytes;
-        if let Some((at, bytes)) = active.offset_index.as_mut().and_then(|i| i.take_unwritten(durable)) {
+        if let Some((at, bytes)) =
+            active.offset_index.as_mut().and_then(|i| i.take_unwritten(durable))
+        {
             submitted.push((offset_file, at, bytes));
         }
-        if let Some((at, bytes)) = active.time_index.as_mut().and_then(|i| i.take_unwritten(durable)) {
+        if let Some((at, bytes)) =
+            active.time_index.as_mut().and_then(|i| i.take_unwritten(durable))
+        {
             submitted.push((time_file, at, bytes));
         }
         let segment = active.base_offset;
@@ -583,7 +595,13 @@ impl Partition {
             tracing::error!(topic = %self.topic, partition = self.id, seq, "completion for an unknown operation");
             return;
         };
+        if matches!(kind, OpKind::Prepare) {
+            self.on_prepare(io, completion);
+            self.flush(io);
+            return;
+        }
         let segment = match kind {
+            OpKind::Prepare => unreachable!("handled above"),
             OpKind::Write { segment, .. }
             | OpKind::IndexWrite { segment, .. }
             | OpKind::Sync { segment, .. }
@@ -629,6 +647,7 @@ impl Partition {
                 }
             }
             OpKind::Close { segment } => self.on_close_step(segment, completion),
+            OpKind::Prepare => {}
         }
         self.flush(io);
         self.serve_parked(io);
@@ -782,7 +801,8 @@ impl Partition {
         }
         let old_base = self.active().base_offset;
         let base = self.next_offset;
-        let segment = recovery::create_segment(io, &self.dir, base)?;
+        let log = self.take_ready_spare(io, base)?;
+        let segment = recovery::create_segment(io, &self.dir, base, log)?;
         self.segments.push(segment);
         self.closing.push_back(Closing {
             segment: old_base,
@@ -965,7 +985,10 @@ impl Partition {
                 ] {
                     let mut bytes = None;
                     if file == offset_file {
-                        bytes = segment.offset_index.as_mut().and_then(|i| i.take_unwritten(segment.synced_bytes));
+                        bytes = segment
+                            .offset_index
+                            .as_mut()
+                            .and_then(|i| i.take_unwritten(segment.synced_bytes));
                     } else if let Some(index) = segment.time_index.as_mut() {
                         bytes = index.take_unwritten(segment.synced_bytes);
                     }
@@ -983,6 +1006,9 @@ impl Partition {
             if let Some(log) = segment.log.take() {
                 let _ = io.storage.close(log);
             }
+        }
+        if let Some(spare) = self.spare.take() {
+            let _ = io.storage.close(spare.file);
         }
         match first_error {
             Some(err) => Err(err),

@@ -21,7 +21,9 @@ use crate::error::{Error, Result};
 use crate::partition::Partition;
 use crate::partition::io::ShardIo;
 use crate::record::BatchView;
-use crate::segment::index::{HEADER_SIZE, IndexEntry, OffsetIndex, TimeEntry, TimeIndex, encode_file};
+use crate::segment::index::{
+    HEADER_SIZE, IndexEntry, OffsetIndex, TimeEntry, TimeIndex, encode_file,
+};
 use crate::segment::scan::{ScanEnd, scan_log};
 use crate::segment::{self, NO_TIMESTAMP, Segment, SegmentFile};
 
@@ -31,12 +33,21 @@ fn is_leftover(name: &str) -> bool {
 }
 
 /// Create a new, empty active segment at `base`: log and index files created (and the
-/// directory synced, so the names survive a crash), index headers pending.
-pub(crate) fn create_segment(io: &mut ShardIo<'_>, dir: &Path, base: u64) -> Result<Segment> {
+/// directory synced, so the names survive a crash), index headers pending. `log` is a
+/// prepared file already renamed to the log's name, if there is one.
+pub(crate) fn create_segment(
+    io: &mut ShardIo<'_>,
+    dir: &Path,
+    base: u64,
+    log: Option<FileId>,
+) -> Result<Segment> {
     let log_path = segment::log_path(dir, base);
     let offset_path = segment::offset_index_path(dir, base);
     let time_path = segment::time_index_path(dir, base);
-    let log = open_empty(io, &log_path)?;
+    let log = match log {
+        Some(log) => log,
+        None => open_empty(io, &log_path)?,
+    };
     let offset_file = open_empty(io, &offset_path)?;
     let time_file = open_empty(io, &time_path)?;
     io.storage.sync_dir(dir).map_err(|e| Error::io("sync directory", dir, e))?;
@@ -177,8 +188,11 @@ impl Partition {
         config: std::sync::Arc<crate::config::TopicConfig>,
         slot: u32,
     ) -> Result<Partition> {
-        tidelog_io::storage::create_dir_all_durable(&mut *io.storage, &dir).map_err(|e| Error::io("create directory", &dir, e))?;
+        tidelog_io::storage::create_dir_all_durable(&mut *io.storage, &dir)
+            .map_err(|e| Error::io("create directory", &dir, e))?;
         let segments = open_segments(io, &dir)?;
+        let config_segment_size = config.segment_size_bytes;
+        let spare = adopt_spare(io, &dir, config_segment_size)?;
         let active = segments.last().expect("open_segments returns at least one segment");
         let next = active.next_offset;
         let log_start = segments[0].base_offset;
@@ -209,8 +223,31 @@ impl Partition {
             failed: None,
             draining: false,
             sync_due: false,
+            spare,
+            prepare_failed: false,
         })
     }
+}
+
+/// Adopt a ready spare segment left by the previous run, if it has the right size.
+fn adopt_spare(
+    io: &mut ShardIo<'_>,
+    dir: &Path,
+    segment_size: u64,
+) -> Result<Option<super::prepare::Spare>> {
+    let path = dir.join(super::prepare::SPARE_READY);
+    let file = match io.storage.open(&path, OpenOptions::read_write()) {
+        Ok(file) => file,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(err) => return Err(Error::io("open", path, err)),
+    };
+    let len = file_len(io, file, &path)?;
+    if len < segment_size {
+        let _ = io.storage.close(file);
+        io.storage.remove_file(&path).map_err(|e| Error::io("remove", &path, e))?;
+        return Ok(None);
+    }
+    Ok(Some(super::prepare::Spare::ready(file, len)))
 }
 
 /// Find, check and recover the segments in `dir`; the last returned is active (open, with
@@ -228,6 +265,7 @@ fn open_segments(io: &mut ShardIo<'_>, dir: &Path) -> Result<Vec<Segment>> {
             Some(SegmentFile::OffsetIndex(base) | SegmentFile::TimeIndex(base)) => {
                 indexes.push((base, entry.name.clone()))
             }
+            None if entry.name == super::prepare::SPARE_READY => {}
             None if is_leftover(&entry.name) => {
                 let path = dir.join(&entry.name);
                 io.storage.remove_file(&path).map_err(|e| Error::io("remove", &path, e))?;
@@ -246,7 +284,7 @@ fn open_segments(io: &mut ShardIo<'_>, dir: &Path) -> Result<Vec<Segment>> {
         }
     }
     if logs.is_empty() {
-        return Ok(vec![create_segment(io, dir, 0)?]);
+        return Ok(vec![create_segment(io, dir, 0, None)?]);
     }
 
     let mut segments: Vec<Segment> = Vec::with_capacity(logs.len());
@@ -377,8 +415,10 @@ fn rewrite_indexes(io: &mut ShardIo<'_>, dir: &Path, segment: &mut Segment) -> R
         result.map_err(|e| Error::io("write index", &path, e))?;
     }
     // Loaded indexes now match their files exactly.
-    segment.offset_index = segment.offset_index.take().map(|i| OffsetIndex::written(base, i.entries().to_vec()));
-    segment.time_index = segment.time_index.take().map(|i| TimeIndex::written(base, i.entries().to_vec()));
+    segment.offset_index =
+        segment.offset_index.take().map(|i| OffsetIndex::written(base, i.entries().to_vec()));
+    segment.time_index =
+        segment.time_index.take().map(|i| TimeIndex::written(base, i.entries().to_vec()));
     Ok(())
 }
 

@@ -62,10 +62,9 @@ impl Partition {
             }
             let segment = self.segments.remove(0);
             total -= segment.size_bytes;
-            if let Some(log) = segment.log {
-                let _ = io.storage.close(log);
-            }
             self.log_start_offset = self.segments[0].base_offset;
+            let log_path = crate::segment::log_path(&self.dir, segment.base_offset);
+            self.recycle_segment_file(io, segment.log, &log_path);
             recovery::remove_segment_files(io, &self.dir, segment.base_offset)?;
             deleted += 1;
             tracing::debug!(topic = %self.topic, partition = self.id, base = segment.base_offset, by_age, by_size, "retention deleted segment");

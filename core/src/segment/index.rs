@@ -224,7 +224,13 @@ fn header_is_valid<E: IndexEntry>(bytes: &[u8], base_offset: u64) -> bool {
 impl<E: IndexEntry> Index<E> {
     /// An empty index for a new file: the header is pending.
     pub fn new(base_offset: u64) -> Self {
-        Self { base_offset, entries: Vec::new(), written_entries: 0, header_pending: true, _kind: PhantomData }
+        Self {
+            base_offset,
+            entries: Vec::new(),
+            written_entries: 0,
+            header_pending: true,
+            _kind: PhantomData,
+        }
     }
 
     /// Load from a file's bytes, keeping the longest valid prefix of entries. Returns the
@@ -254,7 +260,16 @@ impl<E: IndexEntry> Index<E> {
             at += E::SIZE;
         }
         let written_entries = entries.len();
-        (Self { base_offset, entries, written_entries, header_pending: false, _kind: PhantomData }, damage)
+        (
+            Self {
+                base_offset,
+                entries,
+                written_entries,
+                header_pending: false,
+                _kind: PhantomData,
+            },
+            damage,
+        )
     }
 
     /// An index whose entries are all already in its file (as written by [`encode_file`]).
@@ -281,7 +296,10 @@ impl<E: IndexEntry> Index<E> {
     /// Append an entry (it must follow the last one).
     pub fn push(&mut self, entry: E) {
         if let Some(previous) = self.entries.last() {
-            assert!(entry.may_follow(previous), "index entry {entry:?} does not follow {previous:?}");
+            assert!(
+                entry.may_follow(previous),
+                "index entry {entry:?} does not follow {previous:?}"
+            );
         }
         self.entries.push(entry);
     }
@@ -314,7 +332,8 @@ impl<E: IndexEntry> Index<E> {
     /// at most `durable_position` (plus the header of a new file), and the file position they
     /// go to.
     pub fn take_unwritten(&mut self, durable_position: u64) -> Option<(u64, Vec<u8>)> {
-        let ready = self.entries[self.written_entries..].partition_point(|e| u64::from(e.position()) <= durable_position);
+        let ready = self.entries[self.written_entries..]
+            .partition_point(|e| u64::from(e.position()) <= durable_position);
         if ready == 0 && !self.header_pending {
             return None;
         }
@@ -345,7 +364,7 @@ impl<E: IndexEntry> Index<E> {
 impl OffsetIndex {
     /// The entry to start a scan for `offset` from: the last entry at or below it.
     pub fn lookup(&self, offset: u64) -> Option<OffsetEntry> {
-        let rel = offset.saturating_sub(self.base_offset);
+        let rel = offset.checked_sub(self.base_offset)?;
         self.last_at_or_below(|e| u64::from(e.relative_offset) <= rel).copied()
     }
 }
@@ -495,7 +514,11 @@ mod tests {
         assert_eq!(index.file_len(), (HEADER_SIZE + 4 * 12) as u64);
         index.push(OffsetEntry { relative_offset: 100, position: 100_000 });
         index.push(OffsetEntry { relative_offset: 200, position: 200_000 });
-        assert_eq!(index.take_unwritten(99_999), None, "entries wait for their log bytes to be durable");
+        assert_eq!(
+            index.take_unwritten(99_999),
+            None,
+            "entries wait for their log bytes to be durable"
+        );
         let (at, pending) = index.take_unwritten(150_000).unwrap();
         assert_eq!(at, (HEADER_SIZE + 4 * 12) as u64);
         assert_eq!(pending.len(), 12);
@@ -505,7 +528,11 @@ mod tests {
         let mut fresh = OffsetIndex::new(0);
         fresh.push(OffsetEntry { relative_offset: 1, position: 1 });
         assert!(!fresh.truncate(0), "nothing was written yet");
-        assert_eq!(fresh.take_unwritten(0).unwrap().1.len(), HEADER_SIZE, "a new file gets its header at once");
+        assert_eq!(
+            fresh.take_unwritten(0).unwrap().1.len(),
+            HEADER_SIZE,
+            "a new file gets its header at once"
+        );
         assert_eq!(encode_file(0, index.entries()).len(), HEADER_SIZE + 6 * 12);
     }
 

@@ -239,14 +239,15 @@ mod tests {
         assert_eq!(segment.size_bytes, 100_000);
         assert_eq!(segment.max_timestamp, 5099);
         let entries = segment.offset_index.as_ref().unwrap().entries().to_vec();
-        // An entry every 5 batches (5000 bytes >= 4096): at batches 5, 10, ...
+        // An entry once 4096 bytes have gone by since the last: every 5 batches of 1000
+        // bytes, at batches 5, 10, ..., 95.
         assert_eq!(entries.len(), 19);
-        assert_eq!(entries[0], OffsetEntry { relative_offset: 40, position: 4000 });
+        assert_eq!(entries[0], OffsetEntry { relative_offset: 50, position: 5000 });
         let times = segment.time_index.as_ref().unwrap().entries().to_vec();
         assert_eq!(times.len(), 19);
         assert_eq!(
             times[0],
-            TimeEntry { max_timestamp: 5003, relative_offset: 40, position: 4000 }
+            TimeEntry { max_timestamp: 5004, relative_offset: 50, position: 5000 }
         );
         segment.push_close_entry();
         let last = *segment.time_index.as_ref().unwrap().last().unwrap();

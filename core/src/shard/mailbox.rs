@@ -25,6 +25,7 @@ pub(crate) enum SendError {
 
 #[derive(Debug)]
 pub(crate) struct Mailbox {
+    shard: usize,
     queue: ArrayQueue<Request>,
     sleeping: AtomicBool,
     thread: OnceLock<Thread>,
@@ -32,8 +33,9 @@ pub(crate) struct Mailbox {
 }
 
 impl Mailbox {
-    pub fn new(capacity: usize) -> Self {
+    pub fn new(shard: usize, capacity: usize) -> Self {
         Self {
+            shard,
             queue: ArrayQueue::new(capacity),
             sleeping: AtomicBool::new(false),
             thread: OnceLock::new(),
@@ -56,6 +58,12 @@ impl Mailbox {
             match self.queue.push(request) {
                 Ok(()) => {
                     self.wake();
+                    // The shard may have stopped (and drained the queue) between the check
+                    // above and the push: then nobody else will answer what is queued.
+                    fence(Ordering::SeqCst);
+                    if self.stopped.get().is_some() {
+                        self.fail_queued();
+                    }
                     return Ok(());
                 }
                 Err(back) => {
@@ -106,9 +114,22 @@ impl Mailbox {
         self.sleeping.store(false, Ordering::Relaxed);
     }
 
-    /// Mark the shard stopped: later sends fail at once.
+    /// Mark the shard stopped and answer everything queued: later sends fail at once.
     pub fn stop(&self, reason: String) {
         let _ = self.stopped.set(reason);
+        fence(Ordering::SeqCst);
+        self.fail_queued();
+    }
+
+    /// Answer every queued request with the reason the shard stopped.
+    fn fail_queued(&self) {
+        let reason = self.stopped.get().cloned().unwrap_or_default();
+        while let Some(request) = self.queue.pop() {
+            request.fail(|| crate::error::Error::ShardStopped {
+                shard: self.shard,
+                reason: reason.clone(),
+            });
+        }
     }
 
     /// Why the shard stopped, if it did.

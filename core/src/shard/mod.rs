@@ -116,7 +116,7 @@ pub(crate) fn spawn(
     settings: ShardSettings,
     maintenance_interval_ms: u64,
 ) -> Result<ShardHandle> {
-    let mailbox = Arc::new(Mailbox::new(crate::limits::SHARD_QUEUE_DEPTH));
+    let mailbox = Arc::new(Mailbox::new(index, crate::limits::SHARD_QUEUE_DEPTH));
     let shard_mailbox = mailbox.clone();
     let thread = std::thread::Builder::new()
         .name(format!("tidelog-shard-{index}"))
@@ -154,11 +154,8 @@ pub(crate) fn spawn(
                     format!("panicked: {message}")
                 }
             };
-            shard_mailbox.stop(reason.clone());
-            // Answer whatever is still queued, so no caller waits forever.
-            while let Some(request) = shard_mailbox.pop() {
-                request.fail(|| Error::ShardStopped { shard: index, reason: reason.clone() });
-            }
+            // Answers whatever is still queued, so no caller waits forever.
+            shard_mailbox.stop(reason);
         })
         .map_err(|e| Error::io("spawn shard thread", PathBuf::new(), e))?;
     Ok(ShardHandle { mailbox, thread: std::sync::Mutex::new(Some(thread)) })
@@ -223,9 +220,6 @@ impl Shard {
                 let Some(request) = self.mailbox.pop() else { break };
                 progressed = true;
                 self.handle(request);
-                if self.touched.len() >= 64 {
-                    self.flush_touched();
-                }
             }
             self.flush_touched();
             progressed |= self.reap(Wait::No);
@@ -498,7 +492,6 @@ impl Shard {
             }
         }
         self.partitions.clear();
-        self.mailbox.stop("shut down".to_string());
         if let Some(reply) = self.shutdown.take() {
             reply.send(result);
         }
