@@ -39,10 +39,11 @@
 //! unsynced index tails of the active segment, leftover temporary files. With
 //! [`InspectOptions::strict`] every warning is a defect instead.
 //!
-//! One heuristic: an invalid batch in the active segment is a torn tail only if nothing valid
-//! follows it. If a well-formed batch with a valid CRC and a later offset starts right after
-//! it, the bytes were damaged in place — recovery would still cut there, losing the records
-//! after it — and that is a defect.
+//! One heuristic: an invalid batch (or one with the wrong base offset, which the CRC does not
+//! cover) in the active segment is a torn tail only if nothing valid follows it. If a batch
+//! that validates, with a later offset, starts right after it, the bytes were damaged in place
+//! — recovery would still cut there, losing the records after it — and that is a defect.
+//! (Stale batches in a recycled file have *earlier* offsets, so they remain a tail.)
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -1084,7 +1085,7 @@ impl Inspector {
                 ),
             );
         }
-        if let Some(ScanStop::Invalid(_)) = &end.stop
+        if let Some(ScanStop::Invalid(_) | ScanStop::OffsetGap { .. }) = &end.stop
             && let Some(next_at) = self.valid_batch_after(files, end, file_len)?
         {
             return Err(defect(
@@ -1122,8 +1123,9 @@ impl Inspector {
         Ok(true)
     }
 
-    /// If the invalid batch at `end.position` declares a plausible length and a batch that
-    /// validates, with a later offset, starts right after it, its position.
+    /// If the batch that stopped the scan at `end.position` declares a plausible length and a
+    /// batch that validates, with an offset later than the one expected there, starts right
+    /// after it, its position.
     fn valid_batch_after(
         &mut self,
         files: &SegmentFiles<'_>,

@@ -301,18 +301,42 @@ fn a_torn_tail_on_the_active_segment_is_a_warning_unless_strict() {
 
 #[test]
 fn damage_followed_by_valid_batches_on_the_active_segment_is_a_defect() {
+    // In the records (the CRC fails), and in the base offset (which the CRC does not cover).
+    for (within_batch, says) in [(70, "checksum mismatch"), (7, "base offset")] {
+        let dir = populated();
+        let bases = segment_bases(dir.path(), 1);
+        let log = segment::log_path(&partition_dir(dir.path(), 1), *bases.last().unwrap());
+        let positions = batch_positions(&log);
+        assert!(positions.len() >= 3, "active segment too short: {positions:?}");
+        let victim = positions[positions.len() - 3];
+        flip_byte(&log, victim + within_batch);
+
+        let report = inspect(dir.path(), VERIFY).unwrap();
+        let defect = defect_of(&report);
+        assert_eq!((defect.path.as_path(), defect.position), (log.as_path(), victim));
+        assert!(defect.reason.contains("not a torn tail"), "{defect}");
+        assert!(defect.reason.contains(says), "{defect}");
+    }
+}
+
+#[test]
+fn stale_batches_after_the_active_segment_data_are_a_tail() {
+    // As a recycled segment file would hold: whole, valid batches with earlier offsets.
     let dir = populated();
-    let bases = segment_bases(dir.path(), 1);
-    let log = segment::log_path(&partition_dir(dir.path(), 1), *bases.last().unwrap());
-    let positions = batch_positions(&log);
-    assert!(positions.len() >= 3, "active segment too short: {positions:?}");
-    let victim = positions[positions.len() - 3];
-    flip_byte(&log, victim + 70);
+    let bases = segment_bases(dir.path(), 0);
+    let partition = partition_dir(dir.path(), 0);
+    let old = std::fs::read(segment::log_path(&partition, bases[0])).unwrap();
+    let log = segment::log_path(&partition, *bases.last().unwrap());
+    let end = std::fs::metadata(&log).unwrap().len();
+    let mut bytes = std::fs::read(&log).unwrap();
+    bytes.extend_from_slice(&old[..old.len() / 2]);
+    std::fs::write(&log, bytes).unwrap();
 
     let report = inspect(dir.path(), VERIFY).unwrap();
-    let defect = defect_of(&report);
-    assert_eq!((defect.path.as_path(), defect.position), (log.as_path(), victim));
-    assert!(defect.reason.contains("not a torn tail"), "{defect}");
+    assert!(report.is_clean(), "{:#?}", report.defect);
+    let warning = report.warnings.iter().find(|w| w.path == log).unwrap();
+    assert_eq!(warning.position, Some(end));
+    assert!(warning.reason.contains("torn tail"), "{warning}");
 }
 
 #[test]
