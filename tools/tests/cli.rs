@@ -118,14 +118,28 @@ fn loadgen_with_batches_and_a_duration() {
 fn loadgen_prints_a_table_and_keeps_the_directory_it_is_given() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let out = ok(&["loadgen", "--count", "500", "--message-size", "100", "--dir", path_str(&data)]);
+    let out = ok(&[
+        "loadgen",
+        "--count",
+        "3000",
+        "--message-size",
+        "100",
+        "--producers",
+        "2",
+        "--segment-size-bytes",
+        "65536",
+        "--dir",
+        path_str(&data),
+    ]);
     for heading in ["throughput", "msgs/s", "MB/s", "p99.99", "publish", "end-to-end", "PASSED"] {
         assert!(out.contains(heading), "no {heading:?} in:\n{out}");
     }
     let listed = ok(&["topics", "list", "--dir", path_str(&data)]);
-    assert!(listed.contains("loadgen\t1 partition(s)"), "{listed}");
+    assert!(listed.contains("loadgen\t2 partition(s)"), "{listed}");
+    // Small segments: rolls and closes happened under load, and all of it verifies.
     let inspected = ok(&["inspect", path_str(&data), "--verify", "--strict"]);
     assert!(inspected.contains("verified: no defects"), "{inspected}");
+    assert!(inspected.matches("  closed\n").count() >= 4, "{inspected}");
 
     // The topic exists now: a second run there must refuse rather than mix runs.
     let again = tidelog(&["loadgen", "--count", "10", "--dir", path_str(&data)]);
