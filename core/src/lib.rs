@@ -33,6 +33,7 @@ pub mod completion;
 pub mod config;
 pub mod engine;
 pub mod error;
+pub mod inspect;
 pub mod limits;
 pub mod partition;
 pub mod partitioner;
