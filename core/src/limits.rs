@@ -72,6 +72,6 @@ const _: () = assert!(SEGMENT_SIZE_BYTES_DEFAULT >= SEGMENT_SIZE_BYTES_MIN);
 const _: () = assert!(RECORD_SIZE_BYTES_MAX_DEFAULT <= BATCH_SIZE_BYTES_MAX);
 const _: () = assert!((BATCH_SIZE_BYTES_MAX as u64) < SEGMENT_SIZE_BYTES_MAX);
 const _: () = assert!(BATCH_HEADER_SIZE > LOG_OVERHEAD);
-const _: () = assert!(WRITE_BUFFER_BYTES % BLOCK_SIZE == 0);
+const _: () = assert!(WRITE_BUFFER_BYTES.is_multiple_of(BLOCK_SIZE));
 const _: () = assert!(FETCH_BYTES_DEFAULT <= FETCH_BYTES_MAX);
 const _: () = assert!(INDEX_INTERVAL_BYTES as usize >= BATCH_HEADER_SIZE);

@@ -49,7 +49,7 @@ fn kill_child() {
                 while !stop.load(Ordering::Relaxed) {
                     let partition = (worker + n as u32) % PARTITIONS;
                     let durability =
-                        if n % 2 == 0 { Durability::Durable } else { Durability::Written };
+                        if n.is_multiple_of(2) { Durability::Durable } else { Durability::Written };
                     let count = 1 + (n % 5) as usize;
                     let values: Vec<String> = (0..count)
                         .map(|i| {

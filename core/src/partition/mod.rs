@@ -316,11 +316,12 @@ impl Partition {
         };
         let len = batch.len() as u64;
         let active = self.active();
-        if !active.is_empty() && active.size_bytes + len > self.config.segment_size_bytes {
-            if let Err(err) = self.roll(io) {
-                self.fail(&err);
-                return reply.send(Err(err));
-            }
+        if !active.is_empty()
+            && active.size_bytes + len > self.config.segment_size_bytes
+            && let Err(err) = self.roll(io)
+        {
+            self.fail(&err);
+            return reply.send(Err(err));
         }
         let base_offset = self.next_offset;
         record::set_base_offset(&mut batch, base_offset as i64);
@@ -838,12 +839,10 @@ impl Partition {
                         self.closing[i].ops = 1;
                     }
                 }
-                CloseStage::SyncingLog if ops == 0 => {
-                    if io.has_room(4) {
-                        let ops = self.write_close_indexes(io, base);
-                        self.closing[i].stage = CloseStage::WritingIndexes;
-                        self.closing[i].ops = ops;
-                    }
+                CloseStage::SyncingLog if ops == 0 && io.has_room(4) => {
+                    let ops = self.write_close_indexes(io, base);
+                    self.closing[i].stage = CloseStage::WritingIndexes;
+                    self.closing[i].ops = ops;
                 }
                 CloseStage::WritingIndexes if ops == 0 => {
                     self.finish_close(io, base);

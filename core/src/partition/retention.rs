@@ -24,10 +24,11 @@ impl Partition {
             let aged = active
                 .rolling_base_ms
                 .is_some_and(|base| now.saturating_sub(base) >= self.config.segment_age_ms as i64);
-            if aged && !active.is_empty() {
-                if let Err(err) = self.roll(io) {
-                    self.fail(&err);
-                }
+            if aged
+                && !active.is_empty()
+                && let Err(err) = self.roll(io)
+            {
+                self.fail(&err);
             }
         }
         if self.written_offset > self.active_synced_offset {

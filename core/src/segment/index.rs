@@ -466,7 +466,7 @@ mod tests {
             }
             let whole = (len - HEADER_SIZE) / OffsetEntry::SIZE;
             assert_eq!(loaded.entries(), &index.entries()[..whole]);
-            assert_eq!(damage.is_some(), (len - HEADER_SIZE) % OffsetEntry::SIZE != 0);
+            assert_eq!(damage.is_some(), !(len - HEADER_SIZE).is_multiple_of(OffsetEntry::SIZE));
         }
         let mut zero_tail = bytes.clone();
         zero_tail.extend_from_slice(&[0u8; 4096]);
