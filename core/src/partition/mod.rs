@@ -355,12 +355,23 @@ impl Partition {
         let view = BatchView::parse(batch).map_err(Error::InvalidBatch)?;
         view.validate().map_err(Error::InvalidBatch)?;
         if view.total_len() != batch.len() {
-            return Err(Error::InvalidBatch(record::DecodeError::InvalidLength {
-                length: view.batch_length(),
-            }));
+            let trailing = batch.len() - view.total_len();
+            return Err(Error::InvalidBatch(record::DecodeError::TrailingBytes { trailing }));
+        }
+        // The time index relies on the header's max timestamp bounding every record's
+        // (a batch from outside the engine's own encoder might not).
+        let max_timestamp = view.max_timestamp();
+        for (index, record) in view.records().map_err(Error::InvalidBatch)?.enumerate() {
+            if record.map_err(Error::InvalidBatch)?.timestamp() > max_timestamp {
+                let reason = "timestamp above the batch's max timestamp";
+                return Err(Error::InvalidBatch(record::DecodeError::InvalidRecord {
+                    index,
+                    reason,
+                }));
+            }
         }
         let count = u64::from(view.last_offset_delta() as u32) + 1;
-        Ok((count, view.max_timestamp()))
+        Ok((count, max_timestamp))
     }
 
     /// Copy bytes into the write buffer of the active segment at `position`.

@@ -1,0 +1,172 @@
+//! Bad input and bad disks: a full disk, failing writes and syncs, an unusable directory.
+//! Each must be a typed error with a clear message, never a panic, and must not cost any
+//! record already acknowledged.
+
+use std::sync::Arc;
+
+use tidelog_core::{Durability, Engine, EngineConfig, Error, ReadRequest, Record, TopicConfig};
+use tidelog_io::sim::{FaultRule, OpKind, SimDisk};
+
+const DIR: &str = "/sim/data";
+
+fn sim_engine(disk: &SimDisk) -> Engine {
+    Engine::open(DIR, EngineConfig::default().shards(1).storage(Arc::new(disk.factory()))).unwrap()
+}
+
+fn values_in(engine: &Engine, topic: &str, partition: u32) -> Vec<Vec<u8>> {
+    let info = engine.partition_info(topic, partition).unwrap();
+    let mut out = Vec::new();
+    let mut offset = info.log_start_offset;
+    while offset < info.high_watermark {
+        let fetch = engine.read(topic, partition, ReadRequest::new(offset)).unwrap();
+        for record in fetch.records() {
+            out.push(record.unwrap().value().unwrap().to_vec());
+        }
+        offset = fetch.next_offset();
+    }
+    out
+}
+
+#[test]
+fn a_full_disk_stops_the_partition_and_keeps_what_was_acknowledged() {
+    let disk = SimDisk::new(7);
+    let engine = sim_engine(&disk);
+    engine
+        .create_topic(
+            "t",
+            TopicConfig::default().segment_size_bytes(64 * 1024).record_size_bytes_max(8192),
+        )
+        .unwrap();
+    disk.set_capacity_bytes(Some(disk.used_bytes() + 200 * 1024));
+    let mut acknowledged = Vec::new();
+    let error = loop {
+        let value = format!("record {} {}", acknowledged.len(), "x".repeat(900)).into_bytes();
+        match engine.append("t", 0, &[Record::new(&value)], Durability::Durable) {
+            Ok(_) => acknowledged.push(value),
+            Err(err) => break err,
+        }
+        assert!(acknowledged.len() < 10_000, "the disk never filled");
+    };
+    let message = error.to_string();
+    assert!(matches!(error, Error::PartitionFailed { .. }), "{error:?}");
+    assert!(message.contains("no space left on device"), "{message}");
+    // Fail-stop: no more writes, until reopened.
+    let again = engine.append("t", 0, &[Record::new(b"more")], Durability::None).unwrap_err();
+    assert!(matches!(again, Error::PartitionFailed { .. }), "{again:?}");
+    // Reads keep working and see every acknowledged record.
+    assert_eq!(values_in(&engine, "t", 0), acknowledged);
+    assert_eq!(
+        engine.partition_info("t", 0).unwrap().failed.as_deref().map(|f| f.contains("no space")),
+        Some(true)
+    );
+    engine.close().unwrap();
+
+    // With room again, the reopened engine has them all and takes writes.
+    disk.set_capacity_bytes(None);
+    let engine = sim_engine(&disk);
+    let recovered = values_in(&engine, "t", 0);
+    assert_eq!(&recovered[..acknowledged.len()], &acknowledged[..]);
+    engine.append("t", 0, &[Record::new(b"after")], Durability::Durable).unwrap();
+    engine.close().unwrap();
+}
+
+#[test]
+fn a_failed_fsync_fails_stop_and_nothing_acknowledged_is_lost() {
+    let disk = SimDisk::new(11);
+    let engine = sim_engine(&disk);
+    engine.create_topic("t", TopicConfig::default()).unwrap();
+    let mut acknowledged = Vec::new();
+    for i in 0..20 {
+        let value = format!("before {i}").into_bytes();
+        engine.append("t", 0, &[Record::new(&value)], Durability::Durable).unwrap();
+        acknowledged.push(value);
+    }
+    disk.inject_fault(FaultRule::io(OpKind::SyncData).under("/sim/data/topics/t/0"));
+    let error = engine.append("t", 0, &[Record::new(b"doomed")], Durability::Durable).unwrap_err();
+    assert!(
+        matches!(&error, Error::PartitionFailed { cause, .. } if cause.contains("fdatasync")),
+        "{error}"
+    );
+    assert!(matches!(
+        engine.append("t", 0, &[Record::new(b"x")], Durability::Written),
+        Err(Error::PartitionFailed { .. })
+    ));
+    // Reads still work.
+    let read = values_in(&engine, "t", 0);
+    assert_eq!(&read[..20], &acknowledged[..]);
+    let _ = engine.close();
+    disk.crash();
+    disk.clear_faults();
+    let engine = sim_engine(&disk);
+    assert_eq!(&values_in(&engine, "t", 0)[..20], &acknowledged[..]);
+    engine.close().unwrap();
+}
+
+#[test]
+fn a_failed_write_fails_stop_with_the_path() {
+    let disk = SimDisk::new(12);
+    let engine = sim_engine(&disk);
+    engine.create_topic("t", TopicConfig::default().partitions(2)).unwrap();
+    engine.append("t", 0, &[Record::new(b"ok")], Durability::Durable).unwrap();
+    disk.inject_fault(FaultRule::io(OpKind::Write).under("/sim/data/topics/t/0"));
+    let error = engine.append("t", 0, &[Record::new(b"doomed")], Durability::Written).unwrap_err();
+    let message = error.to_string();
+    assert!(message.contains("/sim/data/topics/t/0/"), "{message}");
+    // The other partition is unaffected.
+    engine.append("t", 1, &[Record::new(b"fine")], Durability::Durable).unwrap();
+    engine.close().unwrap();
+}
+
+#[test]
+fn an_unusable_directory_is_a_typed_error() {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    let below_a_file = file.path().join("data");
+    let error = Engine::open(&below_a_file, EngineConfig::default()).unwrap_err();
+    assert!(matches!(&error, Error::Io { path, .. } if path.starts_with(file.path())), "{error:?}");
+    assert!(error.to_string().contains(&file.path().display().to_string()));
+
+    let disk = SimDisk::new(3);
+    disk.inject_fault(FaultRule::io(OpKind::CreateDir));
+    let error =
+        Engine::open(DIR, EngineConfig::default().storage(Arc::new(disk.factory()))).unwrap_err();
+    assert!(matches!(error, Error::Io { .. }), "{error:?}");
+}
+
+#[test]
+fn bad_batches_and_arguments_are_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(dir.path(), EngineConfig::default().shards(1)).unwrap();
+    engine.create_topic("t", TopicConfig::default()).unwrap();
+    for garbage in
+        [vec![], vec![0u8; 10], vec![0xffu8; 100], b"not a batch at all, just text".to_vec()]
+    {
+        let error = engine.append_batch("t", 0, garbage, Durability::None).wait().unwrap_err();
+        assert!(matches!(error, Error::InvalidBatch(_)), "{error:?}");
+    }
+    // A valid batch with its max timestamp lowered below a record's: refused.
+    let mut batch = tidelog_core::record::encode_batch(
+        &[Record::new(b"v").with_timestamp(5000)],
+        0,
+        Default::default(),
+    );
+    let at = tidelog_core::record::layout::MAX_TIMESTAMP_OFFSET;
+    batch[at..at + 8].copy_from_slice(&10i64.to_be_bytes());
+    let crc = crc32c::crc32c(&batch[tidelog_core::record::layout::ATTRIBUTES_OFFSET..]);
+    let crc_at = tidelog_core::record::layout::CRC_OFFSET;
+    batch[crc_at..crc_at + 4].copy_from_slice(&crc.to_be_bytes());
+    let error = engine.append_batch("t", 0, batch, Durability::None).wait().unwrap_err();
+    assert!(error.to_string().contains("max timestamp"), "{error}");
+    // A batch followed by stray bytes: refused.
+    let mut batch = tidelog_core::record::encode_batch(&[Record::new(b"v")], 0, Default::default());
+    batch.extend_from_slice(b"junk");
+    assert!(matches!(
+        engine.append_batch("t", 0, batch, Durability::None).wait(),
+        Err(Error::InvalidBatch(_))
+    ));
+    // Reads with absurd parameters.
+    let too_big = ReadRequest::new(0).max_bytes(usize::MAX);
+    assert!(matches!(engine.read("t", 0, too_big), Err(Error::InvalidConfig { .. })));
+    // Nothing above was written.
+    assert_eq!(engine.partition_info("t", 0).unwrap().high_watermark, 0);
+    engine.close().unwrap();
+}
