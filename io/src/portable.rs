@@ -10,11 +10,12 @@ use std::io;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::Path;
+use std::sync::Arc;
 
 use crate::buffer::BLOCK_SIZE;
 use crate::storage::{
-    BackendKind, Completion, DirEntry, DirLock, FileId, Metadata, Op, OpenOptions, Storage,
-    StorageFactory, Submission, Wait, cancelled,
+    BackendKind, Completion, DirEntry, DirLock, FileId, Metadata, Op, OpenOptions, Parker, Storage,
+    StorageFactory, Submission, Wait, Wake, cancelled,
 };
 
 /// Default bound on operations whose completions have not been collected.
@@ -33,6 +34,7 @@ pub struct PortableStorage {
     queue_depth: usize,
     /// The previous submission was linked and failed: cancel the next.
     cancel_next: bool,
+    parker: Arc<Parker>,
 }
 
 impl std::fmt::Debug for PortableStorage {
@@ -65,6 +67,7 @@ impl PortableStorage {
             done: VecDeque::with_capacity(queue_depth),
             queue_depth,
             cancel_next: false,
+            parker: Arc::new(Parker::default()),
         }
     }
 
@@ -290,10 +293,19 @@ impl Storage for PortableStorage {
         self.queue_depth
     }
 
-    fn complete(&mut self, out: &mut Vec<Completion>, _wait: Wait) -> io::Result<usize> {
+    fn complete(&mut self, out: &mut Vec<Completion>, wait: Wait) -> io::Result<usize> {
+        // Operations run inside `submit`: whatever is in flight has completed already, so
+        // only an idle wait ever blocks.
+        if let (Wait::Idle(timeout), true) = (wait, self.done.is_empty()) {
+            self.parker.park(timeout);
+        }
         let n = self.done.len();
         out.extend(self.done.drain(..));
         Ok(n)
+    }
+
+    fn waker(&self) -> Arc<dyn Wake> {
+        self.parker.clone()
     }
 
     fn create_dir_all(&mut self, path: &Path) -> io::Result<()> {

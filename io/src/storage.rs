@@ -20,6 +20,7 @@
 use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use crate::buffer::AlignedBuf;
 
@@ -195,6 +196,52 @@ pub enum Wait {
     /// Block until at least one completion is available (returns at once if nothing is in
     /// flight).
     One,
+    /// The owner has nothing else to do: block until a completion is available, the storage's
+    /// [`Storage::waker`] is woken, or the timeout (if any) passes. A wake that came before
+    /// the call is not lost: the call then returns at once.
+    Idle(Option<Duration>),
+}
+
+/// Wakes a thread blocked in [`Storage::complete`] with [`Wait::Idle`]. Any thread may call
+/// it; wakes are not counted (several before the next wait count as one).
+pub trait Wake: Send + Sync + fmt::Debug {
+    /// Wake the storage's owner.
+    fn wake(&self);
+}
+
+/// A [`Wake`] for backends with no kernel queue to sleep in: a flag and a condition
+/// variable.
+#[derive(Debug, Default)]
+pub struct Parker {
+    woken: std::sync::Mutex<bool>,
+    ready: std::sync::Condvar,
+}
+
+impl Parker {
+    /// Block until woken or `timeout` passes; consumes the wake.
+    pub fn park(&self, timeout: Option<Duration>) {
+        // The flag is a plain bool: a poisoned lock still holds a valid one.
+        let mut woken = self.woken.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !*woken {
+            woken = match timeout {
+                Some(timeout) => {
+                    self.ready
+                        .wait_timeout(woken, timeout)
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .0
+                }
+                None => self.ready.wait(woken).unwrap_or_else(std::sync::PoisonError::into_inner),
+            };
+        }
+        *woken = false;
+    }
+}
+
+impl Wake for Parker {
+    fn wake(&self) {
+        *self.woken.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = true;
+        self.ready.notify_one();
+    }
 }
 
 /// One entry of a directory listing.
@@ -264,6 +311,8 @@ pub trait Storage: Send {
     fn queue_depth(&self) -> usize;
     /// Move finished completions into `out`, blocking as `wait` says; returns how many.
     fn complete(&mut self, out: &mut Vec<Completion>, wait: Wait) -> io::Result<usize>;
+    /// What wakes this storage's owner from [`Wait::Idle`], for other threads to hold.
+    fn waker(&self) -> std::sync::Arc<dyn Wake>;
 
     /// Create a directory and its parents.
     fn create_dir_all(&mut self, path: &Path) -> io::Result<()>;

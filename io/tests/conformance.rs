@@ -495,6 +495,31 @@ mod cases {
         );
     }
 
+    pub fn idle_wait_ends_on_wake_or_timeout(make: Make<'_>) {
+        use std::time::{Duration, Instant};
+        let Env { storage, .. } = &mut make(DEPTH);
+        let s = storage.as_mut();
+        let mut out = Vec::new();
+        // Times out with nothing to do.
+        let started = Instant::now();
+        s.complete(&mut out, Wait::Idle(Some(Duration::from_millis(20)))).unwrap();
+        assert!(started.elapsed() >= Duration::from_millis(15));
+        // A wake from another thread ends an idle wait with no timeout.
+        let waker = s.waker();
+        let wake = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(20));
+            waker.wake();
+        });
+        s.complete(&mut out, Wait::Idle(None)).unwrap();
+        wake.join().unwrap();
+        // A wake before the wait is not lost.
+        s.waker().wake();
+        let started = Instant::now();
+        s.complete(&mut out, Wait::Idle(Some(Duration::from_secs(10)))).unwrap();
+        assert!(started.elapsed() < Duration::from_secs(5));
+        assert!(out.is_empty());
+    }
+
     pub fn sync_dir_of_a_directory_succeeds(make: Make<'_>) {
         let Env { storage, root, .. } = &mut make(DEPTH);
         let s = storage.as_mut();
@@ -537,6 +562,7 @@ macro_rules! conformance_suite {
                 direct_io_alignment_is_enforced,
                 write_file_atomic_and_read_file,
                 sync_dir_of_a_directory_succeeds,
+                idle_wait_ends_on_wake_or_timeout,
             );
         }
     };

@@ -1,16 +1,19 @@
 //! A shard's inbound queue: bounded and lock-free (`crossbeam_queue::ArrayQueue`), with a
 //! wake-up that costs nothing while the shard is busy.
 //!
-//! Senders push and then look at the shard's `sleeping` flag; only a sleeping shard is
-//! unparked. The shard sets the flag, re-checks the queue, and only then parks. A `SeqCst`
+//! Senders push and then look at the shard's `sleeping` flag; only a sleeping shard is woken
+//! (through its storage's waker: the shard sleeps inside `Storage::complete(Wait::Idle)`, so
+//! one wait covers both new requests and I/O completions). The shard sets the flag,
+//! re-checks the queue, and only then sleeps. A `SeqCst`
 //! fence on each side between the write of one location and the read of the other makes sure
 //! at least one of them sees the other's write, so a request can never sit in the queue of a
 //! parked shard. A full queue pushes back on the sender.
 
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering, fence};
-use std::thread::Thread;
-use std::time::{Duration, Instant};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use tidelog_io::storage::Wake;
 
 use crossbeam_queue::ArrayQueue;
 
@@ -28,7 +31,7 @@ pub(crate) struct Mailbox {
     shard: usize,
     queue: ArrayQueue<Request>,
     sleeping: AtomicBool,
-    thread: OnceLock<Thread>,
+    waker: OnceLock<Arc<dyn Wake>>,
     stopped: OnceLock<String>,
 }
 
@@ -38,14 +41,14 @@ impl Mailbox {
             shard,
             queue: ArrayQueue::new(capacity),
             sleeping: AtomicBool::new(false),
-            thread: OnceLock::new(),
+            waker: OnceLock::new(),
             stopped: OnceLock::new(),
         }
     }
 
-    /// Register the shard thread (once, from the shard itself).
-    pub fn bind(&self) {
-        let _ = self.thread.set(std::thread::current());
+    /// Register what wakes the shard from its idle wait (once, from the shard itself).
+    pub fn bind(&self, waker: Arc<dyn Wake>) {
+        let _ = self.waker.set(waker);
     }
 
     /// Send a request, waiting while the queue is full (backpressure).
@@ -85,9 +88,9 @@ impl Mailbox {
     fn wake(&self) {
         fence(Ordering::SeqCst);
         if self.sleeping.load(Ordering::Relaxed)
-            && let Some(thread) = self.thread.get()
+            && let Some(waker) = self.waker.get()
         {
-            thread.unpark();
+            waker.wake();
         }
     }
 
@@ -96,21 +99,21 @@ impl Mailbox {
         self.queue.pop()
     }
 
-    /// Park the calling shard until a request arrives or `deadline` passes.
-    pub fn park_until(&self, deadline: Option<Instant>) {
+    /// Declare the shard about to sleep. Returns false (and stays awake) if a request
+    /// arrived meanwhile; otherwise the shard must sleep in a wait that its waker ends, then
+    /// call [`Mailbox::awake`].
+    pub fn going_to_sleep(&self) -> bool {
         self.sleeping.store(true, Ordering::Relaxed);
         fence(Ordering::SeqCst);
         if self.queue.is_empty() {
-            match deadline {
-                Some(deadline) => {
-                    let now = Instant::now();
-                    if deadline > now {
-                        std::thread::park_timeout(deadline - now);
-                    }
-                }
-                None => std::thread::park(),
-            }
+            return true;
         }
+        self.sleeping.store(false, Ordering::Relaxed);
+        false
+    }
+
+    /// The shard is awake again.
+    pub fn awake(&self) {
         self.sleeping.store(false, Ordering::Relaxed);
     }
 

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tidelog_io::{Clock, Completion, Storage, Wait};
 
@@ -121,7 +121,7 @@ pub(crate) fn spawn(
     let thread = std::thread::Builder::new()
         .name(format!("tidelog-shard-{index}"))
         .spawn(move || {
-            shard_mailbox.bind();
+            shard_mailbox.bind(storage.waker());
             let mut shard = Shard {
                 index,
                 mailbox: shard_mailbox.clone(),
@@ -238,18 +238,16 @@ impl Shard {
             if progressed || !self.stash.is_empty() {
                 continue;
             }
-            if self.storage.in_flight() > 0 {
-                // Waiting for the device. (The io_uring backend also wakes on new requests.)
-                self.reap(Wait::One);
-                continue;
+            // Nothing to do: sleep until a completion, a request or the next deadline.
+            if self.mailbox.going_to_sleep() {
+                let deadline = [Some(self.next_maintenance_ns), self.next_read_deadline()]
+                    .into_iter()
+                    .flatten()
+                    .min();
+                let timeout = deadline.map(|d| Duration::from_nanos(d.saturating_sub(now)));
+                self.reap(Wait::Idle(timeout));
+                self.mailbox.awake();
             }
-            let deadline = [Some(self.next_maintenance_ns), self.next_read_deadline()]
-                .into_iter()
-                .flatten()
-                .min();
-            let park_until =
-                deadline.map(|d| Instant::now() + Duration::from_nanos(d.saturating_sub(now)));
-            self.mailbox.park_until(park_until);
         }
     }
 

@@ -13,8 +13,8 @@ use super::{Disk, FaultKind, OpKind, lock};
 use crate::buffer::BLOCK_SIZE;
 use crate::portable::check_direct;
 use crate::storage::{
-    BackendKind, Completion, DirEntry, DirLock, FileId, Metadata, Op, OpenOptions, Storage,
-    Submission, Wait, cancelled,
+    BackendKind, Completion, DirEntry, DirLock, FileId, Metadata, Op, OpenOptions, Parker, Storage,
+    Submission, Wait, Wake, cancelled,
 };
 
 /// The name of the lock file [`Storage::lock_dir`] creates, as the portable backend does.
@@ -42,6 +42,7 @@ pub struct SimStorage {
     queue: VecDeque<Submission>,
     /// The previous submission was linked and did not complete in full: cancel the next.
     cancel_next: bool,
+    parker: Arc<Parker>,
 }
 
 impl fmt::Debug for SimStorage {
@@ -112,6 +113,7 @@ impl SimStorage {
             free_ids: Vec::new(),
             queue: VecDeque::with_capacity(queue_depth),
             cancel_next: false,
+            parker: Arc::new(Parker::default()),
         }
     }
 
@@ -320,7 +322,15 @@ impl Storage for SimStorage {
         self.queue_depth
     }
 
-    fn complete(&mut self, out: &mut Vec<Completion>, _wait: Wait) -> io::Result<usize> {
+    fn waker(&self) -> Arc<dyn Wake> {
+        self.parker.clone()
+    }
+
+    fn complete(&mut self, out: &mut Vec<Completion>, wait: Wait) -> io::Result<usize> {
+        // Queued operations run here, so only an idle wait with nothing queued blocks.
+        if let (Wait::Idle(timeout), true) = (wait, self.queue.is_empty()) {
+            self.parker.park(timeout);
+        }
         let mut disk = match Self::live_disk(&self.disk, self.epoch) {
             Ok(disk) => disk,
             Err(err) => {
