@@ -29,7 +29,7 @@ fn record_value(partition: u32, i: u64) -> Vec<u8> {
 }
 
 fn record_key(i: u64) -> Option<Vec<u8>> {
-    (i % 3 != 0).then(|| format!("key-{}", i % 17).into_bytes())
+    (!i.is_multiple_of(3)).then(|| format!("key-{}", i % 17).into_bytes())
 }
 
 const BASE_TIME_MS: i64 = 1_700_000_000_000;
