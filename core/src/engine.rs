@@ -120,14 +120,20 @@ impl Engine {
         };
         let mut shards = Vec::with_capacity(config.shards);
         for index in 0..config.shards {
-            let storage = factory.create().map_err(|e| Error::io("create storage", &dir, e))?;
-            shards.push(shard::spawn(
+            let started = shard::spawn(
                 index,
-                storage,
+                factory.clone(),
                 config.clock.clone(),
                 settings.clone(),
                 config.maintenance_interval_ms,
-            )?);
+            );
+            match started {
+                Ok(shard) => shards.push(shard),
+                Err(err) => {
+                    shard::stop_all(&shards);
+                    return Err(err);
+                }
+            }
         }
         let engine = Engine {
             inner: Arc::new(Inner {

@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tidelog_io::{Clock, Completion, Storage, Wait};
+use tidelog_io::{Clock, Completion, Storage, StorageFactory, Wait};
 
 use crate::completion::Reply;
 use crate::config::{Durability, TopicConfig};
@@ -109,18 +109,31 @@ pub(crate) struct ShardHandle {
 }
 
 /// Start a shard thread.
+/// Start a shard thread. Its storage is created on the thread itself (an io_uring ring
+/// belongs to the thread that submits to it).
 pub(crate) fn spawn(
     index: usize,
-    storage: Box<dyn Storage>,
+    factory: Arc<dyn StorageFactory>,
     clock: Arc<dyn Clock>,
     settings: ShardSettings,
     maintenance_interval_ms: u64,
 ) -> Result<ShardHandle> {
     let mailbox = Arc::new(Mailbox::new(index, crate::limits::SHARD_QUEUE_DEPTH));
     let shard_mailbox = mailbox.clone();
+    let (started_tx, started_rx) = std::sync::mpsc::sync_channel::<std::io::Result<()>>(1);
     let thread = std::thread::Builder::new()
         .name(format!("tidelog-shard-{index}"))
         .spawn(move || {
+            let storage = match factory.create() {
+                Ok(storage) => {
+                    let _ = started_tx.send(Ok(()));
+                    storage
+                }
+                Err(err) => {
+                    let _ = started_tx.send(Err(err));
+                    return;
+                }
+            };
             shard_mailbox.bind(storage.waker());
             let mut shard = Shard {
                 index,
@@ -158,13 +171,39 @@ pub(crate) fn spawn(
             shard_mailbox.stop(reason);
         })
         .map_err(|e| Error::io("spawn shard thread", PathBuf::new(), e))?;
-    Ok(ShardHandle { mailbox, thread: std::sync::Mutex::new(Some(thread)) })
+    match started_rx.recv() {
+        Ok(Ok(())) => Ok(ShardHandle { mailbox, thread: std::sync::Mutex::new(Some(thread)) }),
+        Ok(Err(err)) => {
+            let _ = thread.join();
+            Err(Error::io("create storage", PathBuf::new(), err))
+        }
+        Err(_) => {
+            let _ = thread.join();
+            Err(Error::ShardStopped { shard: index, reason: "failed to start".to_string() })
+        }
+    }
 }
 
 /// The error for a request naming a partition this shard does not hold (its topic was just
 /// deleted).
 fn unknown(target: &Target) -> Error {
     Error::UnknownTopic { topic: target.topic.to_string() }
+}
+
+/// Stop shards that hold no partitions yet (an engine that failed to open) and join them.
+pub(crate) fn stop_all(shards: &[ShardHandle]) {
+    for shard in shards {
+        let (reply, pending) = crate::completion::channel();
+        if let Err((_, request)) = shard.mailbox.send(Request::Shutdown { reply }) {
+            request.fail(|| Error::Closed);
+        }
+        let _ = pending.wait();
+        if let Some(thread) =
+            shard.thread.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take()
+        {
+            let _ = thread.join();
+        }
+    }
 }
 
 struct Shard {
