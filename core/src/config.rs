@@ -135,6 +135,9 @@ pub struct EngineConfig {
     pub write_buffer_bytes: usize,
     /// How often shards check segment age and retention.
     pub maintenance_interval_ms: u64,
+    /// Write segment logs with `O_DIRECT` (block-aligned writes from aligned buffers, no page
+    /// cache), falling back to buffered I/O where the file system refuses it.
+    pub direct_io: bool,
 }
 
 impl fmt::Debug for EngineConfig {
@@ -147,6 +150,7 @@ impl fmt::Debug for EngineConfig {
             .field("segment_preparation", &self.segment_preparation)
             .field("write_buffer_bytes", &self.write_buffer_bytes)
             .field("maintenance_interval_ms", &self.maintenance_interval_ms)
+            .field("direct_io", &self.direct_io)
             .finish()
     }
 }
@@ -161,6 +165,7 @@ impl Default for EngineConfig {
             segment_preparation: SegmentPreparation::default(),
             write_buffer_bytes: limits::WRITE_BUFFER_BYTES,
             maintenance_interval_ms: limits::MAINTENANCE_INTERVAL_MS,
+            direct_io: false,
         }
     }
 }
@@ -184,6 +189,11 @@ impl EngineConfig {
     /// Use a specific clock.
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
+        self
+    }
+    /// Use `O_DIRECT` for segment logs.
+    pub fn direct_io(mut self, direct: bool) -> Self {
+        self.direct_io = direct;
         self
     }
     /// Set segment preparation.
@@ -314,6 +324,16 @@ impl TopicConfig {
                     record_max.start(),
                     record_max.end(),
                     self.record_size_bytes_max
+                ),
+            ));
+        }
+        if !self.segment_size_bytes.is_multiple_of(tidelog_io::BLOCK_SIZE as u64) {
+            return Err(Error::config(
+                "segment_size_bytes",
+                format!(
+                    "must be a multiple of {}, not {}",
+                    tidelog_io::BLOCK_SIZE,
+                    self.segment_size_bytes
                 ),
             ));
         }

@@ -117,6 +117,7 @@ impl Engine {
         let settings = ShardSettings {
             preparation: config.segment_preparation,
             write_buffer_bytes: config.write_buffer_bytes,
+            direct_io: config.direct_io,
         };
         let mut shards = Vec::with_capacity(config.shards);
         for index in 0..config.shards {

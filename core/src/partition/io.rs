@@ -3,7 +3,10 @@
 
 use std::io;
 
-use tidelog_io::{AlignedBuf, Clock, Completion, FileId, Op, Storage, Submission, Wait};
+use bytes::Bytes;
+use tidelog_io::{
+    AlignedBuf, BLOCK_SIZE, Clock, Completion, FileId, Op, Storage, Submission, Wait,
+};
 
 use crate::config::SegmentPreparation;
 
@@ -14,6 +17,8 @@ pub(crate) struct ShardSettings {
     pub preparation: SegmentPreparation,
     /// Write buffer size per partition.
     pub write_buffer_bytes: usize,
+    /// Open segment logs with `O_DIRECT` (where the file system allows it).
+    pub direct_io: bool,
 }
 
 /// Token of operations submitted by [`ShardIo::run_now`]: never routed to a partition.
@@ -90,34 +95,53 @@ impl ShardIo<'_> {
         }
     }
 
-    /// Read `len` bytes at `offset` (fewer at end of file), waiting for them.
-    pub fn read_now(&mut self, file: FileId, offset: u64, len: usize) -> io::Result<AlignedBuf> {
-        // Most reads complete in full into the first buffer; short ones gather into this.
-        let mut buf: Option<AlignedBuf> = None;
+    /// Read `len` bytes at `offset` (fewer at end of file), waiting for them. On a direct
+    /// file the read is widened to whole blocks and the wanted bytes returned as a view of
+    /// the aligned buffer: no copy either way.
+    pub fn read_now(&mut self, file: FileId, offset: u64, len: usize) -> io::Result<Bytes> {
+        let (start, skip, want) = if self.storage.is_direct(file) {
+            let start = tidelog_io::buffer::round_down_to_block(offset);
+            let skip = (offset - start) as usize;
+            (start, skip, tidelog_io::buffer::round_up_to_block(skip + len))
+        } else {
+            (offset, 0, len)
+        };
+        let direct = skip > 0 || self.storage.is_direct(file);
+        let mut gathered: Option<AlignedBuf> = None;
         let mut done = 0usize;
-        while done < len {
-            let want = len - done;
-            let chunk = AlignedBuf::with_capacity(want);
-            let (result, chunk) = self.run_now(Op::Read {
-                file,
-                offset: offset + done as u64,
-                len: want,
-                buf: chunk,
-            });
+        loop {
+            let chunk = AlignedBuf::with_capacity(want - done);
+            let read = Op::Read { file, offset: start + done as u64, len: want - done, buf: chunk };
+            let (result, chunk) = self.run_now(read);
             let n = result?;
             let chunk =
                 chunk.ok_or_else(|| io::Error::other("read completed without its buffer"))?;
-            if done == 0 && n == len {
-                return Ok(chunk);
+            let complete = n == want - done;
+            // A short read ends at end of file, except a whole-block short read, which may
+            // continue (and must, to stay aligned on a direct file).
+            let at_end = n == 0 || (!complete && direct && !n.is_multiple_of(BLOCK_SIZE));
+            if gathered.is_none() && (complete || at_end) {
+                gathered = Some(chunk);
+                done = n;
+                break;
             }
             if n == 0 {
                 break;
             }
-            buf.get_or_insert_with(|| AlignedBuf::with_capacity(len))
+            gathered
+                .get_or_insert_with(|| AlignedBuf::with_capacity(want))
                 .extend_from_slice(&chunk[..n]);
             done += n;
+            if done >= want || at_end {
+                break;
+            }
         }
-        Ok(buf.unwrap_or_else(|| AlignedBuf::with_capacity(0)))
+        let Some(buf) = gathered else { return Ok(Bytes::new()) };
+        let end = done.min(skip + len);
+        if end <= skip {
+            return Ok(Bytes::new());
+        }
+        Ok(Bytes::from_owner(buf).slice(skip..end))
     }
 
     /// Write all of `bytes` at `offset`, waiting for it.

@@ -30,7 +30,7 @@ use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use tidelog_io::{AlignedBuf, Completion, FileId, Op, Submission};
+use tidelog_io::{AlignedBuf, BLOCK_SIZE, Completion, FileId, Op, Submission};
 
 use crate::completion::Reply;
 use crate::config::{Durability, TopicConfig};
@@ -131,12 +131,17 @@ struct WriteInFlight {
     retry: Option<PendingWrite>,
 }
 
-/// Bytes of the active segment waiting to be submitted.
+/// Bytes of a segment waiting to be submitted.
+///
+/// On a direct (`O_DIRECT`) file, `position` is block-aligned, the buffer starts with the
+/// bytes of the partial block before it (rewritten with more data after them) and is padded
+/// with zeros to a whole block when sealed; `end_position` is where the data ends.
 #[derive(Debug)]
 struct PendingWrite {
     segment: u64,
     file: FileId,
     position: u64,
+    end_position: u64,
     end_offset: u64,
     buf: AlignedBuf,
 }
@@ -213,6 +218,9 @@ pub(crate) struct Partition {
     spare: Option<prepare::Spare>,
     /// Preparation failed (ENOSPC, EIO): rolls grow files from now on.
     prepare_failed: bool,
+    /// On a direct active file: the bytes of the partial block at the end of the data, which
+    /// the next write rewrites together with what follows them.
+    tail_block: Vec<u8>,
 }
 
 impl Partition {
@@ -378,20 +386,33 @@ impl Partition {
     fn buffer_bytes(&mut self, io: &mut ShardIo<'_>, bytes: &[u8], position: u64) {
         let fits = self.buffer.as_ref().is_some_and(|b| b.buf.remaining() >= bytes.len());
         if !fits {
-            if let Some(full) = self.buffer.take() {
-                self.sealed.push_back(full);
-            }
-            let capacity = io.settings.write_buffer_bytes.max(bytes.len());
-            let buf = match self.spare_buffers.pop() {
+            self.seal_buffer(io);
+            let active = self.active();
+            let file = active.log.expect("the active segment's log is open");
+            let segment = active.base_offset;
+            // A direct file takes whole blocks: start at the block holding `position`, with
+            // the bytes already written before it in that block.
+            let (start, prefix) = if io.storage.is_direct(file) {
+                (
+                    tidelog_io::buffer::round_down_to_block(position),
+                    std::mem::take(&mut self.tail_block),
+                )
+            } else {
+                (position, Vec::new())
+            };
+            debug_assert_eq!(start + prefix.len() as u64, position);
+            let capacity = io.settings.write_buffer_bytes.max(prefix.len() + bytes.len());
+            let mut buf = match self.spare_buffers.pop() {
                 Some(buf) if buf.capacity() >= capacity => buf,
                 _ => AlignedBuf::with_capacity(capacity),
             };
-            let active = self.active();
-            let file = active.log.expect("the active segment's log is open");
+            buf.clear();
+            buf.extend_from_slice(&prefix);
             self.buffer = Some(PendingWrite {
-                segment: active.base_offset,
+                segment,
                 file,
-                position,
+                position: start,
+                end_position: position,
                 end_offset: 0,
                 buf,
             });
@@ -400,7 +421,27 @@ impl Partition {
         let pending = self.buffer.as_mut().expect("buffer was just ensured");
         debug_assert_eq!(pending.position + pending.buf.len() as u64, position);
         pending.buf.extend_from_slice(bytes);
+        pending.end_position = position + bytes.len() as u64;
         pending.end_offset = next_offset;
+    }
+
+    /// Move the current write buffer (if it holds data) to the sealed list. On a direct file,
+    /// keep its last partial block (the next buffer starts with it) and pad it with zeros to
+    /// a whole block.
+    fn seal_buffer(&mut self, io: &ShardIo<'_>) {
+        let Some(mut pending) = self.buffer.take() else { return };
+        let data_len = (pending.end_position - pending.position) as usize;
+        if data_len == 0 {
+            self.spare_buffers.push(pending.buf);
+            return;
+        }
+        if io.storage.is_direct(pending.file) {
+            let whole = data_len / BLOCK_SIZE * BLOCK_SIZE;
+            self.tail_block = pending.buf[whole..data_len].to_vec();
+            let padded = tidelog_io::buffer::round_up_to_block(data_len);
+            pending.buf.extend_zeroed(padded - data_len);
+        }
+        self.sealed.push_back(pending);
     }
 
     /// Submit what is buffered, as the group-commit policy says. Called by the shard after
@@ -413,24 +454,23 @@ impl Partition {
         if !self.submit_retries(io) {
             return;
         }
-        if let Some(pending) = self.buffer.take_if(|b| !b.buf.is_empty()) {
-            self.sealed.push_back(pending);
-        }
+        self.seal_buffer(io);
         let want_sync = self.want_sync();
-        let active_base = self.active().base_offset;
+        let active = self.active();
+        let active_base = active.base_offset;
         let active_writes = self.writes.iter().any(|w| w.segment == active_base && !w.done);
-        if want_sync {
-            if self.sync_in_flight || active_writes {
-                // Group commit: let appends accumulate until the fdatasync in flight is done.
-                return;
-            }
+        // Writes to a direct file overlap at the partial block they share, so they must
+        // never be in flight together: they go out as one ordered (linked) chain at a time.
+        let direct = active.log.is_some_and(|log| io.storage.is_direct(log));
+        let chained = want_sync || direct;
+        // Group commit: while an fdatasync (or, on a direct file, a write chain) is in
+        // flight, appends accumulate and go out together when it completes.
+        let wait = active_writes || (want_sync && self.sync_in_flight);
+        if chained && wait {
+            return;
+        }
+        if chained && !self.sealed.is_empty() {
             let chain = self.sealed.len();
-            if chain == 0 {
-                if self.written_offset > self.active_synced_offset && io.has_room(1) {
-                    self.submit_sync(io, self.written_offset, self.active().written_bytes);
-                }
-                return;
-            }
             if !io.has_room(chain + 1) {
                 return;
             }
@@ -439,13 +479,21 @@ impl Partition {
                 .sealed
                 .iter()
                 .filter(|p| p.segment == active_base)
-                .map(|p| p.position + p.buf.len() as u64)
+                .map(|p| p.end_position)
                 .max()
-                .unwrap_or(self.active().written_bytes);
+                .unwrap_or(active.written_bytes);
             while let Some(pending) = self.sealed.pop_front() {
-                self.submit_write(io, pending, true);
+                let link_next = want_sync || !self.sealed.is_empty();
+                self.submit_write(io, pending, link_next);
             }
-            self.submit_sync(io, covers, covers_position);
+            if want_sync {
+                self.submit_sync(io, covers, covers_position);
+            }
+        } else if want_sync {
+            // Everything is written: a sync alone, if anything is not yet covered.
+            if self.written_offset > self.active_synced_offset && io.has_room(1) {
+                self.submit_sync(io, self.written_offset, self.active().written_bytes);
+            }
         } else {
             while !self.sealed.is_empty() && io.has_room(1) {
                 let Some(pending) = self.sealed.pop_front() else { break };
@@ -463,8 +511,7 @@ impl Partition {
 
     fn submit_write(&mut self, io: &mut ShardIo<'_>, pending: PendingWrite, link_next: bool) {
         let seq = self.next_seq();
-        let PendingWrite { segment, file, position, end_offset, buf } = pending;
-        let end_position = position + buf.len() as u64;
+        let PendingWrite { segment, file, position, end_position, end_offset, buf } = pending;
         let submission = Submission {
             token: io::token(self.slot, seq),
             op: Op::Write { file, offset: position, buf },
@@ -474,7 +521,14 @@ impl Partition {
             // Callers check for room first; a full queue here is a bookkeeping bug, but the
             // data must not be lost: put it back.
             let buf = rejected.op.into_buf().expect("a write owns its buffer");
-            self.sealed.push_front(PendingWrite { segment, file, position, end_offset, buf });
+            self.sealed.push_front(PendingWrite {
+                segment,
+                file,
+                position,
+                end_position,
+                end_offset,
+                buf,
+            });
             return;
         }
         self.ops.insert(seq, OpKind::Write { segment, file, position });
@@ -491,36 +545,40 @@ impl Partition {
         }
     }
 
-    /// Submit the rests of short or cancelled writes, in offset order, before anything new.
+    /// Submit the rests of short or cancelled writes, in offset order, before anything new:
+    /// as one linked chain, once no other log write is in flight (so writes sharing a direct
+    /// file's partial block never overlap in flight). Returns false while any retry waits.
     fn submit_retries(&mut self, io: &mut ShardIo<'_>) -> bool {
+        let waiting = self.writes.iter().filter(|w| w.retry.is_some()).count();
+        if waiting == 0 {
+            return true;
+        }
+        let in_flight = self.writes.iter().any(|w| w.seq.is_some() && !w.done);
+        if in_flight || !io.has_room(waiting) {
+            return false;
+        }
+        let mut left = waiting;
         for i in 0..self.writes.len() {
-            if self.writes[i].retry.is_none() {
-                continue;
-            }
-            if !io.has_room(1) {
-                return false;
-            }
             let Some(retry) = self.writes[i].retry.take() else { continue };
+            left -= 1;
             let seq = self.next_seq();
             let PendingWrite { segment, file, position, buf, .. } = retry;
-            match io.submit(Submission::new(
-                io::token(self.slot, seq),
-                Op::Write { file, offset: position, buf },
-            )) {
-                Ok(()) => {
-                    self.ops.insert(seq, OpKind::Write { segment, file, position });
-                    self.writes[i].seq = Some(seq);
-                    if let Some(s) = self.segment_mut(segment) {
-                        s.ops_in_flight += 1;
-                    }
-                }
-                Err(rejected) => {
-                    let end_offset = self.writes[i].end_offset;
-                    let buf = rejected.op.into_buf().expect("a write owns its buffer");
-                    self.writes[i].retry =
-                        Some(PendingWrite { segment, file, position, end_offset, buf });
-                    return false;
-                }
+            let op = Op::Write { file, offset: position, buf };
+            let submission =
+                Submission { token: io::token(self.slot, seq), op, link_next: left > 0 };
+            if let Err(rejected) = io.submit(submission) {
+                // Room was checked; keep the data regardless.
+                let (end_offset, end_position) =
+                    (self.writes[i].end_offset, self.writes[i].end_position);
+                let buf = rejected.op.into_buf().expect("a write owns its buffer");
+                self.writes[i].retry =
+                    Some(PendingWrite { segment, file, position, end_position, end_offset, buf });
+                return false;
+            }
+            self.ops.insert(seq, OpKind::Write { segment, file, position });
+            self.writes[i].seq = Some(seq);
+            if let Some(s) = self.segment_mut(segment) {
+                s.ops_in_flight += 1;
             }
         }
         true
@@ -699,13 +757,20 @@ impl Partition {
                     std::io::Error::other("write completed without its buffer"),
                 );
             };
-            let rest = if written == 0 { buf } else { AlignedBuf::from_slice(&buf[written..]) };
+            // A direct file takes whole blocks: restart at the block the write stopped in.
+            let keep = if io.storage.is_direct(file) {
+                written / BLOCK_SIZE * BLOCK_SIZE
+            } else {
+                written
+            };
+            let rest = if keep == 0 { buf } else { AlignedBuf::from_slice(&buf[keep..]) };
             let entry = &mut self.writes[index];
             entry.seq = None;
             entry.retry = Some(PendingWrite {
                 segment,
                 file,
-                position: position + written as u64,
+                position: position + keep as u64,
+                end_position: entry.end_position,
                 end_offset: entry.end_offset,
                 buf: rest,
             });
@@ -808,9 +873,9 @@ impl Partition {
 
     /// Start a new active segment at `next_offset`; the old one closes in the background.
     fn roll(&mut self, io: &mut ShardIo<'_>) -> Result<()> {
-        if let Some(pending) = self.buffer.take_if(|b| !b.buf.is_empty()) {
-            self.sealed.push_back(pending);
-        }
+        self.seal_buffer(io);
+        // The new segment starts at byte 0: no partial block carries over.
+        self.tail_block.clear();
         let old_base = self.active().base_offset;
         let base = self.next_offset;
         let log = self.take_ready_spare(io, base)?;

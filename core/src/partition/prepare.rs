@@ -224,7 +224,8 @@ impl Partition {
         if io.storage.rename(path, &to).is_err() {
             return false;
         }
-        let Ok(file) = io.storage.open(&to, OpenOptions::read_write()) else { return false };
+        let options = OpenOptions::read_write().direct(io.settings.direct_io);
+        let Ok(file) = io.storage.open(&to, options) else { return false };
         let Ok(size) = io.storage.file_len(file) else {
             let _ = io.storage.close(file);
             return false;

@@ -310,7 +310,7 @@ impl Partition {
             match collect_batches(&buf, offset, visible, max_bytes) {
                 Collected::Batches { start, end } => {
                     verify_crcs(&buf[start..end], &path, position + start as u64)?;
-                    let data = Bytes::from_owner(buf).slice(start..end);
+                    let data = buf.slice(start..end);
                     return Ok(Some(self.fetch_of(offset, data)));
                 }
                 Collected::Skipped { consumed } if consumed > 0 => {

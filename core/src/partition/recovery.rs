@@ -46,7 +46,15 @@ pub(crate) fn create_segment(
     let time_path = segment::time_index_path(dir, base);
     let log = match log {
         Some(log) => log,
-        None => open_empty(io, &log_path)?,
+        None => {
+            let direct = io.settings.direct_io;
+            let file = io
+                .storage
+                .open(&log_path, OpenOptions::create().direct(direct))
+                .map_err(|e| Error::io("create", &log_path, e))?;
+            io.storage.set_len(file, 0).map_err(|e| Error::io("truncate", &log_path, e))?;
+            file
+        }
     };
     let offset_file = open_empty(io, &offset_path)?;
     let time_file = open_empty(io, &time_path)?;
@@ -192,6 +200,7 @@ impl Partition {
             .map_err(|e| Error::io("create directory", &dir, e))?;
         let segments = open_segments(io, &dir)?;
         let config_segment_size = config.segment_size_bytes;
+        let tail_block = read_tail_block(io, &dir, segments.last().expect("at least one segment"))?;
         let spare = adopt_spare(io, &dir, config_segment_size)?;
         let active = segments.last().expect("open_segments returns at least one segment");
         let next = active.next_offset;
@@ -225,8 +234,28 @@ impl Partition {
             sync_due: false,
             spare,
             prepare_failed: false,
+            tail_block,
         })
     }
+}
+
+/// On a direct active log, the bytes of the partial block at the end of the data: the next
+/// write rewrites that block with them.
+fn read_tail_block(io: &mut ShardIo<'_>, dir: &Path, active: &Segment) -> Result<Vec<u8>> {
+    let Some(log) = active.log.filter(|&log| io.storage.is_direct(log)) else {
+        return Ok(Vec::new());
+    };
+    let start = tidelog_io::buffer::round_down_to_block(active.size_bytes);
+    let len = (active.size_bytes - start) as usize;
+    if len == 0 {
+        return Ok(Vec::new());
+    }
+    let path = segment::log_path(dir, active.base_offset);
+    let bytes = io.read_now(log, start, len).map_err(|e| Error::io("read", &path, e))?;
+    if bytes.len() != len {
+        return Err(Error::corrupt(path, start, "log shorter than its recovered data"));
+    }
+    Ok(bytes.to_vec())
 }
 
 /// Adopt a ready spare segment left by the previous run, if it has the right size.
@@ -236,7 +265,8 @@ fn adopt_spare(
     segment_size: u64,
 ) -> Result<Option<super::prepare::Spare>> {
     let path = dir.join(super::prepare::SPARE_READY);
-    let file = match io.storage.open(&path, OpenOptions::read_write()) {
+    let file = match io.storage.open(&path, OpenOptions::read_write().direct(io.settings.direct_io))
+    {
         Ok(file) => file,
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(err) => return Err(Error::io("open", path, err)),
@@ -444,7 +474,7 @@ fn recover_active(io: &mut ShardIo<'_>, dir: &Path, base: u64) -> Result<Segment
     let log_path = segment::log_path(dir, base);
     let offset_path = segment::offset_index_path(dir, base);
     let time_path = segment::time_index_path(dir, base);
-    let log = open_file(io, &log_path, OpenOptions::read_write())?;
+    let log = open_file(io, &log_path, OpenOptions::read_write().direct(io.settings.direct_io))?;
     let log_len = file_len(io, log, &log_path)?;
     let offset_bytes = read_optional(io, &offset_path)?.unwrap_or_default();
     let time_bytes = read_optional(io, &time_path)?.unwrap_or_default();
