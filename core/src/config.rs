@@ -202,6 +202,21 @@ impl EngineConfig {
         self
     }
 
+    /// The storage factory this configuration selects: `storage` if set, else the backend
+    /// `io` names. Benchmarks use it to measure the raw device through the same backend.
+    pub fn storage_factory(&self) -> Result<Arc<dyn StorageFactory>> {
+        if let Some(storage) = &self.storage {
+            return Ok(storage.clone());
+        }
+        match self.io {
+            IoChoice::Portable | IoChoice::Auto => Ok(Arc::new(tidelog_io::PortableFactory)),
+            IoChoice::Uring => Err(Error::config(
+                "io",
+                "the io_uring backend is not available in this build; use auto or portable",
+            )),
+        }
+    }
+
     /// Check every field against the limits.
     pub fn validate(&self) -> Result<()> {
         if self.shards == 0 || self.shards > limits::SHARDS_MAX {

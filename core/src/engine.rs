@@ -10,10 +10,10 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
-use tidelog_io::{BackendKind, DirLock, PortableFactory, Storage, StorageFactory};
+use tidelog_io::{BackendKind, DirLock, Storage};
 
 use crate::completion::{self, Pending};
-use crate::config::{Durability, EngineConfig, IoChoice, TopicConfig};
+use crate::config::{Durability, EngineConfig, TopicConfig};
 use crate::error::{Error, Result};
 use crate::limits;
 use crate::partition::{AppendResult, Fetch, PartitionInfo, ReadRequest, ShardSettings};
@@ -78,19 +78,6 @@ impl std::fmt::Debug for Engine {
     }
 }
 
-fn storage_factory(config: &EngineConfig) -> Result<Arc<dyn StorageFactory>> {
-    if let Some(storage) = &config.storage {
-        return Ok(storage.clone());
-    }
-    match config.io {
-        IoChoice::Portable | IoChoice::Auto => Ok(Arc::new(PortableFactory)),
-        IoChoice::Uring => Err(Error::config(
-            "io",
-            "the io_uring backend is not available in this build; use auto or portable",
-        )),
-    }
-}
-
 fn lock_poisoned<T>(poisoned: std::sync::PoisonError<T>) -> T {
     // Every critical section here leaves the data consistent before anything that could
     // panic, so a poisoned lock's contents are still valid.
@@ -104,7 +91,7 @@ impl Engine {
     pub fn open(dir: impl AsRef<Path>, config: EngineConfig) -> Result<Engine> {
         config.validate()?;
         let dir = dir.as_ref().to_path_buf();
-        let factory = storage_factory(&config)?;
+        let factory = config.storage_factory()?;
         let mut control = factory.create().map_err(|e| Error::io("create storage", &dir, e))?;
         tidelog_io::storage::create_dir_all_durable(&mut *control, &dir)
             .map_err(|e| Error::io("create directory", &dir, e))?;

@@ -47,7 +47,8 @@ pub use config::{Durability, EngineConfig, IoChoice, SegmentPreparation, TopicCo
 pub use engine::{Engine, TopicDescription};
 pub use error::{Error, Result};
 pub use partition::{
-    AppendResult, Fetch, FetchRecords, Isolation, PartitionInfo, ReadRequest, SegmentInfo,
+    AppendResult, Fetch, FetchRecords, Isolation, PartitionInfo, PartitionStats, ReadRequest,
+    SegmentInfo,
 };
 pub use record::{Header, Record};
 pub use tidelog_io::BackendKind;

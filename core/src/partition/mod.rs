@@ -93,6 +93,19 @@ pub struct PartitionInfo {
     pub segments: Vec<SegmentInfo>,
     /// Why the partition stopped accepting writes, if it did.
     pub failed: Option<String>,
+    /// I/O counters since the partition was opened.
+    pub stats: PartitionStats,
+}
+
+/// I/O a partition has done since it was opened: what group commit achieved.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PartitionStats {
+    /// Log writes completed.
+    pub log_writes: u64,
+    /// Bytes those writes carried (including rewritten partial blocks on direct files).
+    pub log_write_bytes: u64,
+    /// `fdatasync`s of the active log completed.
+    pub syncs: u64,
 }
 
 impl PartitionInfo {
@@ -221,6 +234,7 @@ pub(crate) struct Partition {
     /// On a direct active file: the bytes of the partial block at the end of the data, which
     /// the next write rewrites together with what follows them.
     tail_block: Vec<u8>,
+    stats: PartitionStats,
 }
 
 impl Partition {
@@ -280,6 +294,7 @@ impl Partition {
                 })
                 .collect(),
             failed: self.failed.clone(),
+            stats: self.stats,
         }
     }
 
@@ -706,6 +721,7 @@ impl Partition {
                 self.sync_in_flight = false;
                 match completion.result {
                     Ok(_) => {
+                        self.stats.syncs += 1;
                         if let Some(s) = self.segment_mut(segment) {
                             s.synced_bytes = s.synced_bytes.max(covers_position);
                         }
@@ -778,6 +794,8 @@ impl Partition {
             return;
         }
         self.writes[index].done = true;
+        self.stats.log_writes += 1;
+        self.stats.log_write_bytes += len as u64;
         if let Some(buf) = buf {
             self.recycle(buf, io);
         }

@@ -235,6 +235,7 @@ impl Partition {
             spare,
             prepare_failed: false,
             tail_block,
+            stats: Default::default(),
         })
     }
 }
