@@ -3,12 +3,14 @@
 //! - `tidelog loadgen` drives an embedded engine with producers and a consumer, verifies every
 //!   record and reports throughput and latency percentiles;
 //! - `tidelog inspect DIR` lists (and with `--verify`, checks) a data directory offline;
-//! - `tidelog topics list|create|describe|delete --dir DIR` manages topics.
+//! - `tidelog topics list|create|describe|delete --dir DIR` manages topics;
+//! - `tidelog bench` runs the benchmark suite, each case beside its raw baseline.
 //!
 //! Exit codes: 0 success; 1 the command ran and found a problem (a load-test violation, a
 //! defect); 2 the command could not run (bad arguments, unreadable directory, engine error).
 //! Logs go to stderr, filtered by `RUST_LOG` (default `warn`).
 
+mod bench;
 mod duration;
 mod inspect;
 mod loadgen;
@@ -36,6 +38,9 @@ enum Command {
     Inspect(inspect::InspectArgs),
     /// Create, list, describe and delete topics in a data directory
     Topics(topics::TopicsArgs),
+    /// Run the benchmark suite: each case beside its raw baseline (the same storage
+    /// operations with no engine), printing absolute figures and ratios
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -45,6 +50,7 @@ fn main() -> ExitCode {
         Command::Loadgen(args) => loadgen::command(args),
         Command::Inspect(args) => inspect::command(args),
         Command::Topics(args) => topics::command(args),
+        Command::Bench(args) => bench::command(args),
     };
     match outcome {
         Ok(code) => code,

@@ -1,0 +1,76 @@
+//! `tidelog bench`: the reproducible suite, each case beside its raw baseline in the same run.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use tidelog_bench::suite::{self, Case, SuiteConfig};
+use tidelog_core::{EngineConfig, IoChoice, SegmentPreparation};
+
+/// Arguments of `tidelog bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Cases to run (repeat the flag; default: all): durable-append-qd1-4k,
+    /// durable-append-concurrent-1k, append-throughput-1k
+    #[arg(long = "case", value_name = "NAME")]
+    cases: Vec<Case>,
+    /// How long each side (engine, baseline) of each case runs: 500ms, 10s, 1m
+    #[arg(long, default_value = "5s", value_parser = crate::duration::parse_duration)]
+    duration: Duration,
+    /// I/O backend for the engine and its baselines: auto, uring, portable
+    #[arg(long, default_value = "auto", value_name = "auto|uring|portable")]
+    io: IoChoice,
+    /// Write segment logs with O_DIRECT (the baselines use the same): true or false
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set, value_name = "BOOL")]
+    direct_io: bool,
+    /// How segments are prepared: grow, fallocate, zero-fill (baselines prepare their file the
+    /// same way)
+    #[arg(long, default_value = "grow", value_name = "POLICY")]
+    segment_preparation: SegmentPreparation,
+    /// Shard threads [default: the CPUs this process may use]
+    #[arg(long, value_name = "N")]
+    shards: Option<usize>,
+    /// Directory for data files (a temporary directory is made inside it and removed);
+    /// default: the system's temporary directory
+    #[arg(long, value_name = "DIR")]
+    dir: Option<PathBuf>,
+    /// Also write the results as JSON to FILE
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+}
+
+/// Run `tidelog bench`.
+pub fn command(args: &BenchArgs) -> Result<ExitCode> {
+    let mut engine = EngineConfig::default()
+        .io(args.io)
+        .segment_preparation(args.segment_preparation)
+        .direct_io(args.direct_io);
+    if let Some(shards) = args.shards {
+        engine = engine.shards(shards);
+    }
+    engine.validate()?;
+    let backend = engine.storage_factory()?.kind();
+    let config = SuiteConfig {
+        engine,
+        dir: args.dir.clone(),
+        duration: args.duration,
+        cases: if args.cases.is_empty() { Case::ALL.to_vec() } else { args.cases.clone() },
+    };
+    eprintln!(
+        "tidelog bench: backend {backend}, direct I/O {}, preparation {:?}, {} shard(s), {:?} per side",
+        config.engine.direct_io,
+        config.engine.segment_preparation,
+        config.engine.shards,
+        config.duration
+    );
+    let results = suite::run(&config, |step| eprintln!("  running {step}"))?;
+    print!("{}", suite::table(&results));
+    if let Some(path) = &args.json {
+        let json = suite::to_json(&config, &results, backend.name());
+        std::fs::write(path, serde_json::to_string_pretty(&json)?)
+            .with_context(|| format!("write {}", path.display()))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
