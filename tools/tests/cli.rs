@@ -294,3 +294,45 @@ fn topics_create_list_describe_delete() {
     let nowhere = tidelog(&["topics", "list", "--dir", path_str(&dir.path().join("nope"))]);
     assert_eq!(nowhere.status.code(), Some(2));
 }
+
+#[test]
+fn bench_reports_each_case_beside_its_baseline() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("bench.json");
+    let out = ok(&[
+        "bench",
+        "--duration",
+        "300ms",
+        "--case",
+        "durable-append-qd1-4k",
+        "--case",
+        "append-throughput-1k",
+        "--dir",
+        path_str(dir.path()),
+        "--json",
+        path_str(&json),
+    ]);
+    assert!(out.contains("durable-append-qd1-4k"), "{out}");
+    assert!(out.contains("ratio"), "{out}");
+    let result: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let cases = result["cases"].as_array().unwrap();
+    assert_eq!(cases.len(), 2);
+    for case in cases {
+        for side in ["engine", "baseline"] {
+            assert!(case[side]["msgs_per_s"].as_f64().unwrap() > 0.0, "{case}");
+            assert!(case[side]["mb_per_s"].as_f64().unwrap() > 0.0, "{case}");
+        }
+        assert!(case["ratio"]["mb_per_s"].as_f64().unwrap() > 0.0);
+    }
+    let qd1 = &cases[0];
+    assert_eq!(qd1["name"], "durable-append-qd1-4k");
+    for key in ["p50", "p90", "p99", "p999", "p9999", "max"] {
+        assert!(qd1["engine"]["latency_us"][key].as_f64().is_some(), "{key}");
+        assert!(qd1["baseline"]["latency_us"][key].as_f64().is_some(), "{key}");
+    }
+    // The temporary data directory is gone.
+    let left: Vec<_> =
+        std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(left, vec![std::ffi::OsString::from("bench.json")]);
+    assert!(tidelog(&["bench", "--case", "nope"]).status.code() == Some(2));
+}
