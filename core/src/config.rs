@@ -138,6 +138,8 @@ pub struct EngineConfig {
     /// Write segment logs with `O_DIRECT` (block-aligned writes from aligned buffers, no page
     /// cache), falling back to buffered I/O where the file system refuses it.
     pub direct_io: bool,
+    /// Pin shard `i` to the `i`-th CPU this process may use (modulo their number).
+    pub pin_shards: bool,
 }
 
 impl fmt::Debug for EngineConfig {
@@ -151,6 +153,7 @@ impl fmt::Debug for EngineConfig {
             .field("write_buffer_bytes", &self.write_buffer_bytes)
             .field("maintenance_interval_ms", &self.maintenance_interval_ms)
             .field("direct_io", &self.direct_io)
+            .field("pin_shards", &self.pin_shards)
             .finish()
     }
 }
@@ -166,6 +169,7 @@ impl Default for EngineConfig {
             write_buffer_bytes: limits::WRITE_BUFFER_BYTES,
             maintenance_interval_ms: limits::MAINTENANCE_INTERVAL_MS,
             direct_io: false,
+            pin_shards: true,
         }
     }
 }
@@ -189,6 +193,11 @@ impl EngineConfig {
     /// Use a specific clock.
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
+        self
+    }
+    /// Pin shard threads to CPUs (or not).
+    pub fn pin_shards(mut self, pin: bool) -> Self {
+        self.pin_shards = pin;
         self
     }
     /// Use `O_DIRECT` for segment logs.

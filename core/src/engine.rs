@@ -106,14 +106,21 @@ impl Engine {
             write_buffer_bytes: config.write_buffer_bytes,
             direct_io: config.direct_io,
         };
+        let cpus = if config.pin_shards {
+            tidelog_io::cpu::allowed_cpus().unwrap_or_default()
+        } else {
+            Vec::new()
+        };
         let mut shards = Vec::with_capacity(config.shards);
         for index in 0..config.shards {
+            let pin_to = (!cpus.is_empty()).then(|| cpus[index % cpus.len()]);
             let started = shard::spawn(
                 index,
                 factory.clone(),
                 config.clock.clone(),
                 settings.clone(),
                 config.maintenance_interval_ms,
+                pin_to,
             );
             match started {
                 Ok(shard) => shards.push(shard),

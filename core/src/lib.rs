@@ -31,6 +31,7 @@
 
 pub mod completion;
 pub mod config;
+pub mod consumer;
 pub mod engine;
 pub mod error;
 pub mod inspect;
@@ -44,6 +45,7 @@ pub mod topic;
 
 pub use completion::Pending;
 pub use config::{Durability, EngineConfig, IoChoice, SegmentPreparation, TopicConfig};
+pub use consumer::{Consumer, ConsumerConfig, Delivery};
 pub use engine::{Engine, TopicDescription};
 pub use error::{Error, Result};
 pub use partition::{

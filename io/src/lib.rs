@@ -11,6 +11,7 @@
 
 pub mod buffer;
 pub mod clock;
+pub mod cpu;
 pub mod portable;
 pub mod sim;
 pub mod storage;

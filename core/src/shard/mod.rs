@@ -117,6 +117,7 @@ pub(crate) fn spawn(
     clock: Arc<dyn Clock>,
     settings: ShardSettings,
     maintenance_interval_ms: u64,
+    pin_to: Option<usize>,
 ) -> Result<ShardHandle> {
     let mailbox = Arc::new(Mailbox::new(index, crate::limits::SHARD_QUEUE_DEPTH));
     let shard_mailbox = mailbox.clone();
@@ -124,6 +125,12 @@ pub(crate) fn spawn(
     let thread = std::thread::Builder::new()
         .name(format!("tidelog-shard-{index}"))
         .spawn(move || {
+            if let Some(cpu) = pin_to {
+                match tidelog_io::cpu::pin_current_thread(cpu) {
+                    Ok(()) => tracing::debug!(shard = index, cpu, "pinned shard"),
+                    Err(err) => tracing::warn!(shard = index, cpu, error = %err, "cannot pin shard; it will float"),
+                }
+            }
             let storage = match factory.create() {
                 Ok(storage) => {
                     let _ = started_tx.send(Ok(()));
