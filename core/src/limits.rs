@@ -47,6 +47,10 @@ pub const WRITE_BUFFER_BYTES: usize = 1024 * 1024;
 /// Most write buffers a partition keeps in reserve for reuse.
 pub const WRITE_BUFFERS_SPARE_MAX: usize = 4;
 
+/// Memory a partition's tail cache may hold (at least two write buffers): readers at the
+/// tail are served from it without a storage read.
+pub const TAIL_CACHE_BYTES_PER_PARTITION: usize = 2 * 1024 * 1024;
+
 /// Requests a shard's inbound queue holds before callers are pushed back.
 pub const SHARD_QUEUE_DEPTH: usize = 4096;
 

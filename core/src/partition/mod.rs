@@ -30,6 +30,7 @@ use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use bytes::Bytes;
 use tidelog_io::{AlignedBuf, BLOCK_SIZE, Completion, FileId, Op, Submission};
 
 use crate::completion::Reply;
@@ -142,6 +143,9 @@ struct WriteInFlight {
     done: bool,
     /// The rest of a short (or cancelled) write, to be submitted again.
     retry: Option<PendingWrite>,
+    /// Offset and position of the first batch the write carries, for the tail cache (`None`
+    /// once retried: the rest is not cached).
+    first: Option<(u64, u64)>,
 }
 
 /// Bytes of a segment waiting to be submitted.
@@ -156,7 +160,23 @@ struct PendingWrite {
     position: u64,
     end_position: u64,
     end_offset: u64,
+    /// Offset and position of the first batch in the buffer (after any carried bytes).
+    first: (u64, u64),
     buf: AlignedBuf,
+}
+
+/// Recently written batches kept in memory, served to readers without a storage read.
+#[derive(Debug)]
+struct CachedChunk {
+    segment: u64,
+    /// Offset of the first batch.
+    base_offset: u64,
+    /// One past the last offset.
+    end_offset: u64,
+    /// Whole batches, exactly as written.
+    data: Bytes,
+    /// Memory the chunk holds (its buffer's capacity, or the copy's length).
+    held: usize,
 }
 
 /// An append waiting for its durability.
@@ -235,6 +255,10 @@ pub(crate) struct Partition {
     /// the next write rewrites together with what follows them.
     tail_block: Vec<u8>,
     stats: PartitionStats,
+    /// Recently written batches, oldest first (`CachedChunk`).
+    tail_cache: VecDeque<CachedChunk>,
+    /// Memory the tail cache holds.
+    tail_cache_held: usize,
 }
 
 impl Partition {
@@ -355,7 +379,7 @@ impl Partition {
         active.rolling_base_ms.get_or_insert(now);
         active.note_batch(position, base_offset, base_offset + count, len, max_timestamp);
         self.next_offset = base_offset + count;
-        self.buffer_bytes(io, &batch, position);
+        self.buffer_bytes(io, &batch, position, base_offset);
         let result = AppendResult { base_offset, last_offset: base_offset + count - 1 };
         match durability {
             Durability::None => reply.send(Ok(result)),
@@ -398,7 +422,13 @@ impl Partition {
     }
 
     /// Copy bytes into the write buffer of the active segment at `position`.
-    fn buffer_bytes(&mut self, io: &mut ShardIo<'_>, bytes: &[u8], position: u64) {
+    fn buffer_bytes(
+        &mut self,
+        io: &mut ShardIo<'_>,
+        bytes: &[u8],
+        position: u64,
+        base_offset: u64,
+    ) {
         let fits = self.buffer.as_ref().is_some_and(|b| b.buf.remaining() >= bytes.len());
         if !fits {
             self.seal_buffer(io);
@@ -429,6 +459,7 @@ impl Partition {
                 position: start,
                 end_position: position,
                 end_offset: 0,
+                first: (base_offset, position),
                 buf,
             });
         }
@@ -526,7 +557,8 @@ impl Partition {
 
     fn submit_write(&mut self, io: &mut ShardIo<'_>, pending: PendingWrite, link_next: bool) {
         let seq = self.next_seq();
-        let PendingWrite { segment, file, position, end_position, end_offset, buf } = pending;
+        let PendingWrite { segment, file, position, end_position, end_offset, first, buf } =
+            pending;
         let submission = Submission {
             token: io::token(self.slot, seq),
             op: Op::Write { file, offset: position, buf },
@@ -542,6 +574,7 @@ impl Partition {
                 position,
                 end_position,
                 end_offset,
+                first,
                 buf,
             });
             return;
@@ -554,6 +587,7 @@ impl Partition {
             end_position,
             done: false,
             retry: None,
+            first: Some(first),
         });
         if let Some(s) = self.segment_mut(segment) {
             s.ops_in_flight += 1;
@@ -577,7 +611,7 @@ impl Partition {
             let Some(retry) = self.writes[i].retry.take() else { continue };
             left -= 1;
             let seq = self.next_seq();
-            let PendingWrite { segment, file, position, buf, .. } = retry;
+            let PendingWrite { segment, file, position, first, buf, .. } = retry;
             let op = Op::Write { file, offset: position, buf };
             let submission =
                 Submission { token: io::token(self.slot, seq), op, link_next: left > 0 };
@@ -586,8 +620,15 @@ impl Partition {
                 let (end_offset, end_position) =
                     (self.writes[i].end_offset, self.writes[i].end_position);
                 let buf = rejected.op.into_buf().expect("a write owns its buffer");
-                self.writes[i].retry =
-                    Some(PendingWrite { segment, file, position, end_position, end_offset, buf });
+                self.writes[i].retry = Some(PendingWrite {
+                    segment,
+                    file,
+                    position,
+                    end_position,
+                    end_offset,
+                    first,
+                    buf,
+                });
                 return false;
             }
             self.ops.insert(seq, OpKind::Write { segment, file, position });
@@ -782,12 +823,14 @@ impl Partition {
             let rest = if keep == 0 { buf } else { AlignedBuf::from_slice(&buf[keep..]) };
             let entry = &mut self.writes[index];
             entry.seq = None;
+            entry.first = None;
             entry.retry = Some(PendingWrite {
                 segment,
                 file,
                 position: position + keep as u64,
                 end_position: entry.end_position,
                 end_offset: entry.end_offset,
+                first: (entry.end_offset, entry.end_position),
                 buf: rest,
             });
             self.submit_retries(io);
@@ -796,10 +839,56 @@ impl Partition {
         self.writes[index].done = true;
         self.stats.log_writes += 1;
         self.stats.log_write_bytes += len as u64;
+        let (first, end_offset, end_position) = (
+            self.writes[index].first,
+            self.writes[index].end_offset,
+            self.writes[index].end_position,
+        );
         if let Some(buf) = buf {
-            self.recycle(buf, io);
+            match first {
+                Some((base_offset, first_position)) if end_offset > base_offset => {
+                    let range =
+                        (first_position - position) as usize..(end_position - position) as usize;
+                    self.cache_written(io, segment, base_offset, end_offset, range, buf);
+                }
+                _ => self.recycle(buf, io),
+            }
         }
         self.advance_written();
+    }
+
+    /// Keep the batches a completed write carried in the tail cache. A buffer mostly full
+    /// is kept as it is (a view, no copy); the data of a small write is copied, so a small
+    /// write does not pin a whole buffer, which goes back for reuse.
+    fn cache_written(
+        &mut self,
+        io: &ShardIo<'_>,
+        segment: u64,
+        base_offset: u64,
+        end_offset: u64,
+        range: std::ops::Range<usize>,
+        buf: AlignedBuf,
+    ) {
+        let (data, held) = if range.len() * 4 >= buf.capacity() {
+            let held = buf.capacity();
+            (Bytes::from_owner(buf).slice(range), held)
+        } else {
+            let data = Bytes::copy_from_slice(&buf[range]);
+            self.recycle(buf, io);
+            let held = data.len();
+            (data, held)
+        };
+        let chunk = CachedChunk { segment, base_offset, end_offset, data, held };
+        // Completions may arrive out of order: keep the cache sorted by offset.
+        let at = self.tail_cache.partition_point(|c| c.base_offset < base_offset);
+        self.tail_cache.insert(at, chunk);
+        self.tail_cache_held += held;
+        let budget =
+            crate::limits::TAIL_CACHE_BYTES_PER_PARTITION.max(2 * io.settings.write_buffer_bytes);
+        while self.tail_cache_held > budget {
+            let Some(evicted) = self.tail_cache.pop_front() else { break };
+            self.tail_cache_held -= evicted.held;
+        }
     }
 
     fn recycle(&mut self, mut buf: AlignedBuf, io: &ShardIo<'_>) {

@@ -71,13 +71,14 @@ impl ReadRequest {
 }
 
 /// The result of a read: whole record batches exactly as stored (Kafka v2 format), shared,
-/// never copied record by record.
+/// never copied record by record. The bytes come in one or more chunks (views of the buffers
+/// they were read or written from), each holding whole batches.
 #[derive(Clone, Debug)]
 pub struct Fetch {
     topic: Arc<str>,
     partition: u32,
     offset: u64,
-    data: Bytes,
+    data: Vec<Bytes>,
     high_watermark: u64,
     log_start_offset: u64,
     durable_offset: u64,
@@ -96,18 +97,32 @@ impl Fetch {
     pub fn requested_offset(&self) -> u64 {
         self.offset
     }
-    /// The stored batches, as bytes (ready to send to a Kafka client unchanged). The first
-    /// batch may start before the requested offset.
-    pub fn bytes(&self) -> &Bytes {
+    /// The stored batches as chunks of bytes, in order, ready to be sent to a Kafka client
+    /// unchanged (with a vectored write). The first batch may start before the requested
+    /// offset.
+    pub fn chunks(&self) -> &[Bytes] {
         &self.data
+    }
+    /// The stored batches as one `Bytes`: a view when they came in one chunk, a copy
+    /// otherwise.
+    pub fn to_bytes(&self) -> Bytes {
+        match self.data.as_slice() {
+            [] => Bytes::new(),
+            [one] => one.clone(),
+            many => Bytes::from(many.concat()),
+        }
+    }
+    /// Total bytes returned.
+    pub fn len_bytes(&self) -> usize {
+        self.data.iter().map(Bytes::len).sum()
     }
     /// True when no records were returned.
     pub fn is_empty(&self) -> bool {
-        self.data.is_empty()
+        self.data.iter().all(Bytes::is_empty)
     }
     /// The batches, as borrowed views.
-    pub fn batches(&self) -> BatchIter<'_> {
-        BatchIter::new(&self.data)
+    pub fn batches(&self) -> FetchBatches<'_> {
+        FetchBatches { chunks: self.data.iter(), current: None }
     }
     /// The records at or after the requested offset, as borrowed views.
     pub fn records(&self) -> FetchRecords<'_> {
@@ -135,10 +150,30 @@ impl Fetch {
     }
 }
 
+/// The batches of a [`Fetch`], across its chunks.
+#[derive(Debug)]
+pub struct FetchBatches<'a> {
+    chunks: std::slice::Iter<'a, Bytes>,
+    current: Option<BatchIter<'a>>,
+}
+
+impl<'a> Iterator for FetchBatches<'a> {
+    type Item = std::result::Result<BatchView<'a>, DecodeError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some(batch) = self.current.as_mut().and_then(Iterator::next) {
+                return Some(batch);
+            }
+            self.current = Some(BatchIter::new(self.chunks.next()?));
+        }
+    }
+}
+
 /// Records of a [`Fetch`] at or after the requested offset.
 #[derive(Debug)]
 pub struct FetchRecords<'a> {
-    batches: BatchIter<'a>,
+    batches: FetchBatches<'a>,
     records: Option<RecordIter<'a>>,
     from: u64,
     failed: bool,
@@ -248,10 +283,10 @@ impl Partition {
     }
 
     fn empty_fetch(&self, offset: u64) -> Fetch {
-        self.fetch_of(offset, Bytes::new())
+        self.fetch_of(offset, Vec::new())
     }
 
-    fn fetch_of(&self, offset: u64, data: Bytes) -> Fetch {
+    fn fetch_of(&self, offset: u64, data: Vec<Bytes>) -> Fetch {
         Fetch {
             topic: self.topic.clone(),
             partition: self.id,
@@ -284,6 +319,11 @@ impl Partition {
             return Ok(None);
         }
         let index = self.segments.partition_point(|s| s.base_offset <= offset) - 1;
+        if let Some(fetch) =
+            self.read_from_cache(self.segments[index].base_offset, request, visible)?
+        {
+            return Ok(Some(fetch));
+        }
         let dir = self.dir.clone();
         let (log, mut position, limit, base) = {
             let segment = &mut self.segments[index];
@@ -311,7 +351,7 @@ impl Partition {
                 Collected::Batches { start, end } => {
                     verify_crcs(&buf[start..end], &path, position + start as u64)?;
                     let data = buf.slice(start..end);
-                    return Ok(Some(self.fetch_of(offset, data)));
+                    return Ok(Some(self.fetch_of(offset, vec![data])));
                 }
                 Collected::Skipped { consumed } if consumed > 0 => {
                     position += consumed as u64;
@@ -334,6 +374,45 @@ impl Partition {
                 }
             }
         }
+    }
+
+    /// Serve a read from the tail cache if it holds the batch with `request.offset`,
+    /// continuing through the following chunks while they are contiguous and the byte budget
+    /// lasts.
+    fn read_from_cache(
+        &self,
+        segment: u64,
+        request: &ReadRequest,
+        visible: u64,
+    ) -> Result<Option<Fetch>> {
+        let offset = request.offset;
+        let mut at = self.tail_cache.partition_point(|c| c.end_offset <= offset);
+        let mut budget = request.max_bytes.max(1);
+        let mut next = offset;
+        let mut chunks = Vec::new();
+        let path = segment::log_path(&self.dir, segment);
+        while let Some(chunk) = self.tail_cache.get(at) {
+            if chunk.segment != segment || chunk.base_offset > next || next >= visible {
+                break;
+            }
+            match collect_batches(&chunk.data, next, visible, budget) {
+                Collected::Batches { start, end } => {
+                    verify_crcs(&chunk.data[start..end], &path, 0)?;
+                    let data = chunk.data.slice(start..end);
+                    let Some(Ok(last)) = BatchIter::new(&data).last() else { break };
+                    next = last.last_offset() as u64 + 1;
+                    budget = budget.saturating_sub(data.len());
+                    chunks.push(data);
+                    // Only whole chunks let the read continue into the next.
+                    if end < chunk.data.len() || budget == 0 || next != chunk.end_offset {
+                        break;
+                    }
+                }
+                _ => break,
+            }
+            at += 1;
+        }
+        Ok((!chunks.is_empty()).then(|| self.fetch_of(offset, chunks)))
     }
 
     /// The first offset whose record timestamp is at or after `target` (Kafka's

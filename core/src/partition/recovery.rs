@@ -236,6 +236,8 @@ impl Partition {
             prepare_failed: false,
             tail_block,
             stats: Default::default(),
+            tail_cache: Default::default(),
+            tail_cache_held: 0,
         })
     }
 }
