@@ -154,9 +154,10 @@ impl AlignedBuf {
 
     /// The whole capacity as an initialised mutable slice (ignores the length).
     pub fn full_mut(&mut self) -> &mut [u8] {
-        // SAFETY: `ptr` points to `capacity` bytes owned by `self` alone — its own allocation,
-        // or the start of the pool slot it holds (`capacity <= slot_bytes`; the pool hands a
-        // slot to one buffer at a time) — every byte of which is initialised (allocated zeroed,
+        // SAFETY: `ptr` points to `capacity` bytes owned by `self` alone and alive as long as
+        // `self` — its own allocation, or the start of the pool slot it holds (`capacity <=
+        // slot_bytes`; the pool hands a slot to one buffer at a time; the region is kept alive
+        // by the buffer's `Arc<PoolRegion>`) — every byte of which is initialised (allocated zeroed,
         // only ever overwritten with initialised bytes); `&mut self` guarantees no other
         // reference into it exists for the returned lifetime.
         unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.capacity) }
