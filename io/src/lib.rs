@@ -6,6 +6,9 @@
 //! [`sim`] is the deterministic, fault-injecting simulated disk the engine's crash tests run
 //! on.
 //!
+//! [`uring`] is the io_uring backend: one ring per shard thread, registered files and
+//! buffers, linked `fdatasync`, an eventfd waker.
+//!
 //! Unsafe code lives only in the buffer and backend modules, each block argued in a
 //! `// SAFETY:` comment; `docs/SAFETY.md` lists them.
 
@@ -15,8 +18,9 @@ pub mod cpu;
 pub mod portable;
 pub mod sim;
 pub mod storage;
+pub mod uring;
 
-pub use buffer::{AlignedBuf, BLOCK_SIZE};
+pub use buffer::{AlignedBuf, BLOCK_SIZE, BufferPool, PoolUsage};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use portable::{PortableFactory, PortableStorage};
 pub use sim::{
@@ -26,4 +30,7 @@ pub use sim::{
 pub use storage::{
     BackendKind, Completion, DirEntry, DirLock, FileId, Metadata, Op, OpenOptions, Storage,
     StorageFactory, Submission, Wait,
+};
+pub use uring::{
+    PoolStats, ProbeReport, UringConfig, UringFactory, UringStats, UringStorage, probe,
 };

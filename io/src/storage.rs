@@ -314,6 +314,18 @@ pub trait Storage: Send {
     /// What wakes this storage's owner from [`Wait::Idle`], for other threads to hold.
     fn waker(&self) -> std::sync::Arc<dyn Wake>;
 
+    /// A buffer of at least `len` bytes (length 0) suited to this storage's data operations.
+    /// Backends with registered buffers (io_uring) hand out a slot of their pre-registered pool
+    /// when `len` fits a slot and one is free, so the operation can skip the kernel's
+    /// per-operation page pinning; otherwise, and by default, a heap buffer. Either way it is
+    /// an ordinary [`AlignedBuf`], usable with any storage, and may be dropped on any thread.
+    ///
+    /// Bytes past the length are initialised but, for a reused pool slot, not necessarily
+    /// zero: call [`AlignedBuf::zero_spare`] where that matters.
+    fn alloc_buf(&mut self, len: usize) -> AlignedBuf {
+        AlignedBuf::with_capacity(len)
+    }
+
     /// Create a directory and its parents.
     fn create_dir_all(&mut self, path: &Path) -> io::Result<()>;
     /// Remove a file.

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use tidelog_io::storage::{read_at, read_file, run, write_all_at, write_file_atomic};
 use tidelog_io::{
     AlignedBuf, BLOCK_SIZE, Completion, DirEntry, FileId, Op, OpenOptions, PortableStorage,
-    SimDisk, Storage, Submission, Wait,
+    SimDisk, Storage, Submission, UringStorage, Wait,
 };
 
 /// A storage and a directory to use, plus whatever must live as long as they do.
@@ -33,6 +33,13 @@ fn portable_env(queue_depth: usize) -> Env {
         root: dir.path().to_path_buf(),
         _keep: Box::new(dir),
     }
+}
+
+/// io_uring on a temporary directory under /tmp (ext4 here, so direct I/O really runs).
+fn uring_env(queue_depth: usize) -> Env {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let storage = UringStorage::with_queue_depth(queue_depth).expect("an io_uring storage");
+    Env { storage: Box::new(storage), root: dir.path().to_path_buf(), _keep: Box::new(dir) }
 }
 
 fn simulated_env(queue_depth: usize) -> Env {
@@ -432,10 +439,16 @@ mod cases {
             }
             other => panic!("the op changed: {other:?}"),
         }
+        // `Wait::One` promises at least one completion, not all: a completion-based backend
+        // may hand back the first before the second has finished.
         let mut out = Vec::new();
-        assert_eq!(s.complete(&mut out, Wait::One).unwrap(), 2);
+        assert!(s.complete(&mut out, Wait::One).unwrap() >= 1);
+        assert_eq!(s.in_flight(), 2 - out.len());
         s.submit(rejected).unwrap();
-        assert_eq!(complete_all(s).len(), 1);
+        out.extend(complete_all(s));
+        let mut tokens: Vec<u64> = out.iter().map(|done| done.token).collect();
+        tokens.sort_unstable();
+        assert_eq!(tokens, [1, 2, 3]);
         assert_eq!(read_at(s, file, 30, 10).unwrap(), [3u8; 10]);
     }
 
@@ -578,3 +591,4 @@ macro_rules! conformance_suite {
 
 conformance_suite!(portable => super::portable_env);
 conformance_suite!(simulated => super::simulated_env);
+conformance_suite!(uring => super::uring_env);
