@@ -140,6 +140,10 @@ pub struct EngineConfig {
     pub direct_io: bool,
     /// Pin shard `i` to the `i`-th CPU this process may use (modulo their number).
     pub pin_shards: bool,
+    /// Write buffers per shard in the io_uring backend's registered pool (each
+    /// `write_buffer_bytes`; allocated, pre-faulted and registered when the shard starts).
+    /// When they are all in use, writes use heap buffers without `WRITE_FIXED`.
+    pub buffer_pool_slots: usize,
 }
 
 impl fmt::Debug for EngineConfig {
@@ -154,6 +158,7 @@ impl fmt::Debug for EngineConfig {
             .field("maintenance_interval_ms", &self.maintenance_interval_ms)
             .field("direct_io", &self.direct_io)
             .field("pin_shards", &self.pin_shards)
+            .field("buffer_pool_slots", &self.buffer_pool_slots)
             .finish()
     }
 }
@@ -170,6 +175,7 @@ impl Default for EngineConfig {
             maintenance_interval_ms: limits::MAINTENANCE_INTERVAL_MS,
             direct_io: false,
             pin_shards: true,
+            buffer_pool_slots: limits::BUFFER_POOL_SLOTS_DEFAULT,
         }
     }
 }
@@ -213,16 +219,40 @@ impl EngineConfig {
 
     /// The storage factory this configuration selects: `storage` if set, else the backend
     /// `io` names. Benchmarks use it to measure the raw device through the same backend.
+    ///
+    /// `auto` probes io_uring (can a ring be made here, are the operations the engine needs
+    /// supported?) and falls back to the portable backend if not, logging the reason once per
+    /// process; `uring` fails with that reason instead.
     pub fn storage_factory(&self) -> Result<Arc<dyn StorageFactory>> {
         if let Some(storage) = &self.storage {
             return Ok(storage.clone());
         }
+        // Pool slots are write-buffer sized, so every partition write can be a WRITE_FIXED.
+        let uring = || {
+            Arc::new(tidelog_io::UringFactory::new(tidelog_io::UringConfig {
+                buffer_pool_slots: self.buffer_pool_slots,
+                buffer_pool_slot_bytes: self.write_buffer_bytes,
+                ..tidelog_io::UringConfig::default()
+            }))
+        };
         match self.io {
-            IoChoice::Portable | IoChoice::Auto => Ok(Arc::new(tidelog_io::PortableFactory)),
-            IoChoice::Uring => Err(Error::config(
-                "io",
-                "the io_uring backend is not available in this build; use auto or portable",
-            )),
+            IoChoice::Portable => Ok(Arc::new(tidelog_io::PortableFactory)),
+            IoChoice::Uring => match tidelog_io::uring::probe() {
+                Ok(_) => Ok(uring()),
+                Err(reason) => {
+                    Err(Error::config("io", format!("io_uring is not usable here: {reason}")))
+                }
+            },
+            IoChoice::Auto => match tidelog_io::uring::probe() {
+                Ok(_) => Ok(uring()),
+                Err(reason) => {
+                    static WARNED: std::sync::Once = std::sync::Once::new();
+                    WARNED.call_once(|| {
+                        tracing::warn!(%reason, "io_uring is not usable here; using the portable backend");
+                    });
+                    Ok(Arc::new(tidelog_io::PortableFactory))
+                }
+            },
         }
     }
 
@@ -237,6 +267,12 @@ impl EngineConfig {
             return Err(Error::config(
                 "write_buffer_bytes",
                 format!("must be {}..={}", tidelog_io::BLOCK_SIZE, limits::FETCH_BYTES_MAX),
+            ));
+        }
+        if self.buffer_pool_slots > limits::BUFFER_POOL_SLOTS_MAX {
+            return Err(Error::config(
+                "buffer_pool_slots",
+                format!("must be at most {}", limits::BUFFER_POOL_SLOTS_MAX),
             ));
         }
         if self.maintenance_interval_ms == 0 {

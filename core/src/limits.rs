@@ -44,6 +44,12 @@ pub const INDEX_INTERVAL_BYTES: u32 = 4096;
 /// per group-commit window.
 pub const WRITE_BUFFER_BYTES: usize = 1024 * 1024;
 
+/// Registered write buffers per shard (io_uring), by default.
+pub const BUFFER_POOL_SLOTS_DEFAULT: usize = 16;
+
+/// Most registered write buffers per shard.
+pub const BUFFER_POOL_SLOTS_MAX: usize = 1024;
+
 /// Most write buffers a partition keeps in reserve for reuse.
 pub const WRITE_BUFFERS_SPARE_MAX: usize = 4;
 

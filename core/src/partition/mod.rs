@@ -447,9 +447,11 @@ impl Partition {
             };
             debug_assert_eq!(start + prefix.len() as u64, position);
             let capacity = io.settings.write_buffer_bytes.max(prefix.len() + bytes.len());
+            // From the storage's registered pool when a slot is free (writes then go out as
+            // WRITE_FIXED), else the heap.
             let mut buf = match self.spare_buffers.pop() {
                 Some(buf) if buf.capacity() >= capacity => buf,
-                _ => AlignedBuf::with_capacity(capacity),
+                _ => io.storage.alloc_buf(capacity),
             };
             buf.clear();
             buf.extend_from_slice(&prefix);
@@ -478,7 +480,7 @@ impl Partition {
         let Some(mut pending) = self.buffer.take() else { return };
         let data_len = (pending.end_position - pending.position) as usize;
         if data_len == 0 {
-            self.spare_buffers.push(pending.buf);
+            self.recycle(pending.buf, io);
             return;
         }
         if io.storage.is_direct(pending.file) {
@@ -869,7 +871,8 @@ impl Partition {
         range: std::ops::Range<usize>,
         buf: AlignedBuf,
     ) {
-        let (data, held) = if range.len() * 4 >= buf.capacity() {
+        let keep = range.len() * 4 >= buf.capacity();
+        let (data, held) = if keep {
             let held = buf.capacity();
             (Bytes::from_owner(buf).slice(range), held)
         } else {
@@ -891,9 +894,12 @@ impl Partition {
         }
     }
 
+    /// Keep a heap write buffer for reuse (a pooled one goes back to the shard's pool, for
+    /// any partition, when dropped).
     fn recycle(&mut self, mut buf: AlignedBuf, io: &ShardIo<'_>) {
         let standard = tidelog_io::buffer::round_up_to_block(io.settings.write_buffer_bytes);
-        if buf.capacity() == standard
+        if !buf.is_pooled()
+            && buf.capacity() == standard
             && self.spare_buffers.len() < crate::limits::WRITE_BUFFERS_SPARE_MAX
         {
             buf.clear();
