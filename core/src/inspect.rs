@@ -2,7 +2,8 @@
 //! optionally a verification of every byte the engine relies on. `tidelog inspect` is a thin
 //! printer over [`inspect`]; tests use the same structured [`InspectReport`].
 //!
-//! It runs without an engine: no shard threads, a [`PortableStorage`] of its own, reads only.
+//! It runs without an engine: no shard threads, a storage of its own (the backend
+//! `InspectOptions::io` picks), reads only.
 //! It takes the directory lock first, so it refuses ([`Error::DirectoryInUse`]) a directory an
 //! engine has open rather than read files that are being written. (Taking the lock creates the
 //! `LOCK` file if it is missing; nothing else is written.)
@@ -50,9 +51,9 @@ use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use tidelog_io::{FileId, OpenOptions, PortableStorage, Storage};
+use tidelog_io::{FileId, OpenOptions, Storage};
 
-use crate::config::TopicConfig;
+use crate::config::{IoChoice, TopicConfig};
 use crate::error::{Error, Result};
 use crate::record::{BATCH_HEADER_SIZE, BatchView, LOG_OVERHEAD};
 use crate::segment::index::{HEADER_SIZE, Index, IndexDamage, IndexEntry, OffsetEntry, TimeEntry};
@@ -79,6 +80,8 @@ pub struct InspectOptions {
     pub verify: bool,
     /// Treat every warning as a defect.
     pub strict: bool,
+    /// The I/O backend to read with.
+    pub io: IoChoice,
 }
 
 /// Damage found: the file, the byte position in it, and what is wrong.
@@ -224,7 +227,11 @@ impl InspectReport {
 /// not proceed — the directory is missing, in use ([`Error::DirectoryInUse`]) or unreadable;
 /// damage is reported in the [`InspectReport`].
 pub fn inspect(dir: &Path, options: InspectOptions) -> Result<InspectReport> {
-    let mut storage = PortableStorage::new();
+    let mut storage = crate::config::EngineConfig::default()
+        .io(options.io)
+        .storage_factory()?
+        .create()
+        .map_err(|e| Error::io("create storage", dir, e))?;
     let meta = storage.metadata(dir).map_err(|e| Error::io("open", dir, e))?;
     if !meta.is_dir {
         return Err(Error::io("open", dir, io::Error::from(io::ErrorKind::NotADirectory)));
@@ -510,7 +517,7 @@ impl<'a> EntryCheck<'a> {
 }
 
 struct Inspector {
-    storage: PortableStorage,
+    storage: Box<dyn Storage>,
     options: InspectOptions,
     warnings: Vec<Warning>,
 }
@@ -538,7 +545,7 @@ impl Inspector {
     }
 
     fn read_optional(&mut self, path: &Path) -> Step<Option<Vec<u8>>> {
-        match tidelog_io::storage::read_file(&mut self.storage, path) {
+        match tidelog_io::storage::read_file(&mut *self.storage, path) {
             Ok(bytes) => Ok(Some(bytes)),
             Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(err) => Err(Error::io("read", path, err).into()),
@@ -546,7 +553,7 @@ impl Inspector {
     }
 
     fn read_at(&mut self, file: FileId, path: &Path, position: u64, len: usize) -> Step<Vec<u8>> {
-        Ok(tidelog_io::storage::read_at(&mut self.storage, file, position, len)
+        Ok(tidelog_io::storage::read_at(&mut *self.storage, file, position, len)
             .map_err(|e| Error::io("read", path, e))?)
     }
 
@@ -842,7 +849,7 @@ impl Inspector {
         mut check: Option<&mut EntryCheck<'_>>,
     ) -> Step<(ScanEnd, i64)> {
         let (position, offset) = start;
-        let storage = &mut self.storage;
+        let storage = &mut *self.storage;
         let log = files.log;
         let mut max_timestamp = NO_TIMESTAMP;
         let end = scan_log(

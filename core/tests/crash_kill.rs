@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use tidelog_core::{Durability, Engine, EngineConfig, ReadRequest, Record, TopicConfig};
+use tidelog_core::{Durability, Engine, EngineConfig, IoChoice, ReadRequest, Record, TopicConfig};
 
 const CHILD_ENV: &str = "TIDELOG_KILL_CHILD_DIR";
 const PARTITIONS: u32 = 4;
@@ -26,7 +26,9 @@ const PARTITIONS: u32 = 4;
 #[test]
 fn kill_child() {
     let Ok(dir) = std::env::var(CHILD_ENV) else { return };
-    let engine = Engine::open(&dir, EngineConfig::default().shards(2)).unwrap();
+    let io: IoChoice =
+        std::env::var("TIDELOG_KILL_IO").unwrap_or_else(|_| "auto".into()).parse().unwrap();
+    let engine = Engine::open(&dir, EngineConfig::default().shards(2).io(io)).unwrap();
     let config = TopicConfig::default()
         .partitions(PARTITIONS)
         .segment_size_bytes(256 * 1024)
@@ -78,8 +80,8 @@ fn kill_child() {
     }
 }
 
-fn verify(dir: &Path, acked: &BTreeMap<(u32, u64), String>) -> usize {
-    let engine = Engine::open(dir, EngineConfig::default().shards(2)).unwrap();
+fn verify(dir: &Path, io: IoChoice, acked: &BTreeMap<(u32, u64), String>) -> usize {
+    let engine = Engine::open(dir, EngineConfig::default().shards(2).io(io)).unwrap();
     let mut present: BTreeMap<(u32, u64), String> = BTreeMap::new();
     for partition in 0..PARTITIONS {
         let info = engine.partition_info("t", partition).unwrap();
@@ -112,7 +114,20 @@ fn verify(dir: &Path, acked: &BTreeMap<(u32, u64), String>) -> usize {
 }
 
 #[test]
-fn acknowledged_records_survive_sigkill() {
+fn acknowledged_records_survive_sigkill_portable() {
+    kill_loop(IoChoice::Portable);
+}
+
+#[test]
+fn acknowledged_records_survive_sigkill_uring() {
+    if tidelog_io::uring::probe().is_err() {
+        eprintln!("io_uring is not usable here; skipped");
+        return;
+    }
+    kill_loop(IoChoice::Uring);
+}
+
+fn kill_loop(io: IoChoice) {
     if std::env::var(CHILD_ENV).is_ok() {
         return;
     }
@@ -128,6 +143,7 @@ fn acknowledged_records_survive_sigkill() {
             .args(["--exact", "kill_child", "--nocapture", "--test-threads", "1"])
             .env(CHILD_ENV, dir.path())
             .env("TIDELOG_KILL_INCARNATION", iteration.to_string())
+            .env("TIDELOG_KILL_IO", io.name())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -162,11 +178,12 @@ fn acknowledged_records_survive_sigkill() {
             }
             total_acks += 1;
         }
-        let present = verify(dir.path(), &acked);
+        let present = verify(dir.path(), io, &acked);
         assert!(present >= acked.len());
     }
     eprintln!(
-        "SIGKILL test: {iterations} kills survived, {total_acks} acknowledged records verified, 0 lost"
+        "SIGKILL test ({}): {iterations} kills survived, {total_acks} acknowledged records verified, 0 lost",
+        io.name()
     );
     assert!(total_acks > 0, "the child never acknowledged anything");
 }

@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use tidelog_core::IoChoice;
 use tidelog_core::inspect::{InspectOptions, InspectReport, inspect};
 use tidelog_core::record::BatchIter;
 use tidelog_core::segment::index::{HEADER_SIZE, IndexEntry, OffsetEntry, TimeEntry};
@@ -13,9 +14,10 @@ const TOPIC: &str = "events";
 const PARTITIONS: u32 = 2;
 const APPENDS: u32 = 240;
 
-const LISTING: InspectOptions = InspectOptions { verify: false, strict: false };
-const VERIFY: InspectOptions = InspectOptions { verify: true, strict: false };
-const STRICT: InspectOptions = InspectOptions { verify: true, strict: true };
+const LISTING: InspectOptions = InspectOptions { verify: false, strict: false, io: IoChoice::Auto };
+const VERIFY: InspectOptions =
+    InspectOptions { verify: true, strict: false, io: IoChoice::Portable };
+const STRICT: InspectOptions = InspectOptions { verify: true, strict: true, io: IoChoice::Uring };
 
 /// A directory holding one topic whose partitions have several closed segments each (16 KiB
 /// segments, ~300-byte records, some batches of several records).

@@ -25,6 +25,10 @@ pub struct InspectArgs {
     #[arg(long)]
     pub verify: bool,
 
+    /// I/O backend to read with: auto, uring or portable
+    #[arg(long, value_name = "auto|uring|portable", default_value = "auto")]
+    pub io: tidelog_core::IoChoice,
+
     /// Treat warnings as defects: states a crash leaves and the next open repairs (a torn
     /// tail on the active segment, an interrupted segment close, unsynced index tails,
     /// leftover files)
@@ -37,7 +41,7 @@ pub struct InspectArgs {
 }
 
 pub fn command(args: &InspectArgs) -> anyhow::Result<ExitCode> {
-    let options = InspectOptions { verify: args.verify, strict: args.strict };
+    let options = InspectOptions { verify: args.verify, strict: args.strict, io: args.io };
     let report = inspect(&args.dir, options)
         .with_context(|| format!("inspecting {}", args.dir.display()))?;
     if args.json {
