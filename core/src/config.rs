@@ -144,6 +144,11 @@ pub struct EngineConfig {
     /// `write_buffer_bytes`; allocated, pre-faulted and registered when the shard starts).
     /// When they are all in use, writes use heap buffers without `WRITE_FIXED`.
     pub buffer_pool_slots: usize,
+    /// Run no shard threads: shards run only when the caller steps them
+    /// ([`crate::Engine::step`], [`crate::Engine::block_on`]). With the simulated disk and a
+    /// manual clock this makes a whole engine deterministic, for simulation testing. A plain
+    /// [`crate::Pending::wait`] would wait forever in this mode: use `Engine::block_on`.
+    pub manual_shards: bool,
 }
 
 impl fmt::Debug for EngineConfig {
@@ -159,6 +164,7 @@ impl fmt::Debug for EngineConfig {
             .field("direct_io", &self.direct_io)
             .field("pin_shards", &self.pin_shards)
             .field("buffer_pool_slots", &self.buffer_pool_slots)
+            .field("manual_shards", &self.manual_shards)
             .finish()
     }
 }
@@ -176,6 +182,7 @@ impl Default for EngineConfig {
             direct_io: false,
             pin_shards: true,
             buffer_pool_slots: limits::BUFFER_POOL_SLOTS_DEFAULT,
+            manual_shards: false,
         }
     }
 }
@@ -199,6 +206,11 @@ impl EngineConfig {
     /// Use a specific clock.
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
+        self
+    }
+    /// Run shards manually (see [`EngineConfig::manual_shards`]).
+    pub fn manual_shards(mut self, manual: bool) -> Self {
+        self.manual_shards = manual;
         self
     }
     /// Pin shard threads to CPUs (or not).

@@ -114,14 +114,24 @@ impl Engine {
         let mut shards = Vec::with_capacity(config.shards);
         for index in 0..config.shards {
             let pin_to = (!cpus.is_empty()).then(|| cpus[index % cpus.len()]);
-            let started = shard::spawn(
-                index,
-                factory.clone(),
-                config.clock.clone(),
-                settings.clone(),
-                config.maintenance_interval_ms,
-                pin_to,
-            );
+            let started = if config.manual_shards {
+                shard::manual(
+                    index,
+                    factory.clone(),
+                    config.clock.clone(),
+                    settings.clone(),
+                    config.maintenance_interval_ms,
+                )
+            } else {
+                shard::spawn(
+                    index,
+                    factory.clone(),
+                    config.clock.clone(),
+                    settings.clone(),
+                    config.maintenance_interval_ms,
+                    pin_to,
+                )
+            };
             match started {
                 Ok(shard) => shards.push(shard),
                 Err(err) => {
@@ -289,7 +299,7 @@ impl Engine {
         }
         let mut first_error = None;
         for wait in waits {
-            if let Err(err) = wait.wait() {
+            if let Err(err) = self.block_on(wait) {
                 first_error.get_or_insert(err);
             }
         }
@@ -310,7 +320,7 @@ impl Engine {
             .collect();
         let mut result = Ok(());
         for wait in waits {
-            if let Err(err) = wait.wait() {
+            if let Err(err) = self.block_on(wait) {
                 result = result.and(Err(err));
             }
         }
@@ -370,7 +380,7 @@ impl Engine {
         let entry = self.topic(topic)?;
         let (target, shard) = self.target(&entry, partition)?;
         let (reply, pending) = completion::channel();
-        self.submit(shard, Request::Info { target, reply }, pending).wait()
+        self.block_on(self.submit(shard, Request::Info { target, reply }, pending))
     }
 
     // ------------------------------------------------------------------------------------
@@ -407,7 +417,7 @@ impl Engine {
         records: &[Record<'_>],
         durability: Durability,
     ) -> Result<AppendResult> {
-        self.append_async(topic, partition, records, durability).wait()
+        self.block_on(self.append_async(topic, partition, records, durability))
     }
 
     /// Append records to one partition without waiting: the returned [`Pending`] completes
@@ -513,7 +523,7 @@ impl Engine {
     /// # Ok::<(), tidelog_core::Error>(())
     /// ```
     pub fn read(&self, topic: &str, partition: u32, request: ReadRequest) -> Result<Fetch> {
-        self.read_async(topic, partition, request).wait()
+        self.block_on(self.read_async(topic, partition, request))
     }
 
     /// Read without blocking the caller: see [`Engine::read`].
@@ -553,12 +563,11 @@ impl Engine {
         let entry = self.topic(topic)?;
         let (target, shard) = self.target(&entry, partition)?;
         let (reply, pending) = completion::channel();
-        self.submit(
+        self.block_on(self.submit(
             shard,
             Request::OffsetForTimestamp { target, timestamp: timestamp_ms, reply },
             pending,
-        )
-        .wait()
+        ))
     }
 
     // ------------------------------------------------------------------------------------
@@ -575,7 +584,39 @@ impl Engine {
                 self.submit(shard, Request::Maintain { reply }, pending)
             })
             .collect();
-        waits.into_iter().try_for_each(|w| w.wait())
+        waits.into_iter().try_for_each(|w| self.block_on(w))
+    }
+
+    /// Wait for a result. With threaded shards (the default) this is [`Pending::wait`]; with
+    /// manually run shards ([`EngineConfig::manual_shards`]) it runs shard rounds, in order,
+    /// until the result is in.
+    pub fn block_on<T>(&self, pending: Pending<T>) -> Result<T> {
+        if self.inner.shards.iter().any(ShardHandle::is_manual) {
+            while !pending.is_ready() {
+                if !self.inner.step_all() && !pending.is_ready() {
+                    // Nothing moved: only time (a long-poll deadline, the clock) can help.
+                    std::thread::yield_now();
+                }
+            }
+        }
+        pending.wait()
+    }
+
+    /// True when the shards run only when stepped ([`EngineConfig::manual_shards`]).
+    pub fn runs_manually(&self) -> bool {
+        self.inner.shards.iter().any(ShardHandle::is_manual)
+    }
+
+    /// Run one round of every shard, in order (manually run shards only); true if any did
+    /// anything.
+    pub fn step_all(&self) -> bool {
+        self.inner.step_all()
+    }
+
+    /// Run one round of shard `shard`'s loop (manually run shards only; see
+    /// [`EngineConfig::manual_shards`]). Returns true if the shard did anything.
+    pub fn step(&self, shard: usize) -> bool {
+        self.inner.shards.get(shard).is_some_and(ShardHandle::step)
     }
 
     /// Write and sync everything buffered, close all files and stop the shards. Every clone
@@ -586,6 +627,15 @@ impl Engine {
 }
 
 impl Inner {
+    /// One round of every manually run shard, in order; true if any did anything.
+    fn step_all(&self) -> bool {
+        let mut progressed = false;
+        for shard in &self.shards {
+            progressed |= shard.step();
+        }
+        progressed
+    }
+
     fn close(&self) -> Result<()> {
         if self.closed.swap(true, Ordering::AcqRel) {
             return Ok(());
@@ -603,6 +653,11 @@ impl Inner {
             .collect();
         let mut result = Ok(());
         for (index, wait) in waits.into_iter().enumerate() {
+            while !wait.is_ready() && self.shards.iter().any(ShardHandle::is_manual) {
+                if !self.step_all() {
+                    break;
+                }
+            }
             match wait.wait() {
                 Ok(()) | Err(Error::Closed) => {}
                 Err(err) => {
@@ -612,9 +667,7 @@ impl Inner {
             }
         }
         for (index, shard) in self.shards.iter().enumerate() {
-            if let Some(thread) = shard.thread.lock().unwrap_or_else(lock_poisoned).take() {
-                let _ = thread.join();
-            }
+            shard.join();
             if let Some(reason) = shard.mailbox.stopped().filter(|r| r.starts_with("panicked")) {
                 result = result
                     .and(Err(Error::ShardStopped { shard: index, reason: reason.to_string() }));

@@ -101,14 +101,80 @@ impl Request {
     }
 }
 
-/// The engine's handle on a running shard.
+/// The engine's handle on a shard.
 #[derive(Debug)]
 pub(crate) struct ShardHandle {
     pub mailbox: Arc<Mailbox>,
-    pub thread: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
+    pub runner: Runner,
 }
 
-/// Start a shard thread.
+/// Who runs a shard's loop.
+pub(crate) enum Runner {
+    /// Its own thread.
+    Thread(std::sync::Mutex<Option<std::thread::JoinHandle<()>>>),
+    /// The caller, one round at a time ([`ShardHandle::step`]): deterministic simulation.
+    Manual(std::sync::Mutex<Option<Shard>>),
+}
+
+impl std::fmt::Debug for Runner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Runner::Thread(_) => f.write_str("Thread"),
+            Runner::Manual(_) => f.write_str("Manual"),
+        }
+    }
+}
+
+impl ShardHandle {
+    /// Run one round of a manually run shard; true if it did anything. (A threaded shard
+    /// runs by itself: false.)
+    pub fn step(&self) -> bool {
+        let Runner::Manual(shard) = &self.runner else { return false };
+        let mut guard = shard.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let Some(shard) = guard.as_mut() else { return false };
+        match shard.round(false) {
+            Round::Ran { progressed } => progressed,
+            Round::Stopped(outcome) => {
+                let reason = outcome.err().unwrap_or_else(|| "shut down".to_string());
+                *guard = None;
+                self.mailbox.stop(reason);
+                true
+            }
+        }
+    }
+
+    /// Wait for a threaded shard's thread to end.
+    pub fn join(&self) {
+        if let Runner::Thread(thread) = &self.runner
+            && let Some(thread) =
+                thread.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take()
+        {
+            let _ = thread.join();
+        }
+    }
+
+    /// True for a manually run shard.
+    pub fn is_manual(&self) -> bool {
+        matches!(self.runner, Runner::Manual(_))
+    }
+}
+
+/// A shard run by the caller ([`Runner::Manual`]): its storage is made on the calling thread.
+pub(crate) fn manual(
+    index: usize,
+    factory: Arc<dyn StorageFactory>,
+    clock: Arc<dyn Clock>,
+    settings: ShardSettings,
+    maintenance_interval_ms: u64,
+) -> Result<ShardHandle> {
+    let mailbox = Arc::new(Mailbox::new(index, crate::limits::SHARD_QUEUE_DEPTH));
+    let storage = factory.create().map_err(|e| Error::io("create storage", PathBuf::new(), e))?;
+    mailbox.bind(storage.waker());
+    let shard =
+        Shard::new(index, mailbox.clone(), storage, clock, settings, maintenance_interval_ms);
+    Ok(ShardHandle { mailbox, runner: Runner::Manual(std::sync::Mutex::new(Some(shard))) })
+}
+
 /// Start a shard thread. Its storage is created on the thread itself (an io_uring ring
 /// belongs to the thread that submits to it).
 pub(crate) fn spawn(
@@ -142,24 +208,8 @@ pub(crate) fn spawn(
                 }
             };
             shard_mailbox.bind(storage.waker());
-            let mut shard = Shard {
-                index,
-                mailbox: shard_mailbox.clone(),
-                storage,
-                clock,
-                settings,
-                partitions: Vec::new(),
-                free_slots: Vec::new(),
-                by_key: HashMap::new(),
-                stash: Vec::new(),
-                completions: Vec::new(),
-                touched: Vec::new(),
-                closing_topics: Vec::new(),
-                shutdown: None,
-                dead: None,
-                maintenance_interval_ns: maintenance_interval_ms.saturating_mul(1_000_000),
-                next_maintenance_ns: 0,
-            };
+            let mut shard =
+                Shard::new(index, shard_mailbox.clone(), storage, clock, settings, maintenance_interval_ms);
             let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| shard.run()));
             let reason = match outcome {
                 Ok(Ok(())) => "shut down".to_string(),
@@ -179,7 +229,9 @@ pub(crate) fn spawn(
         })
         .map_err(|e| Error::io("spawn shard thread", PathBuf::new(), e))?;
     match started_rx.recv() {
-        Ok(Ok(())) => Ok(ShardHandle { mailbox, thread: std::sync::Mutex::new(Some(thread)) }),
+        Ok(Ok(())) => {
+            Ok(ShardHandle { mailbox, runner: Runner::Thread(std::sync::Mutex::new(Some(thread))) })
+        }
         Ok(Err(err)) => {
             let _ = thread.join();
             Err(Error::io("create storage", PathBuf::new(), err))
@@ -204,16 +256,21 @@ pub(crate) fn stop_all(shards: &[ShardHandle]) {
         if let Err((_, request)) = shard.mailbox.send(Request::Shutdown { reply }) {
             request.fail(|| Error::Closed);
         }
+        while shard.is_manual() && !pending.is_ready() && shard.step() {}
         let _ = pending.wait();
-        if let Some(thread) =
-            shard.thread.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take()
-        {
-            let _ = thread.join();
-        }
+        shard.join();
     }
 }
 
-struct Shard {
+/// What one round of a shard's loop did.
+enum Round {
+    /// Keep going; `progressed` if it did anything.
+    Ran { progressed: bool },
+    /// The shard stopped: shut down, or the reason its storage failed.
+    Stopped(std::result::Result<(), String>),
+}
+
+pub(crate) struct Shard {
     index: usize,
     mailbox: Arc<Mailbox>,
     storage: Box<dyn Storage>,
@@ -254,47 +311,89 @@ macro_rules! with_partition {
 }
 
 impl Shard {
-    /// The shard loop. Returns when shut down, or with the reason the storage failed.
+    fn new(
+        index: usize,
+        mailbox: Arc<Mailbox>,
+        storage: Box<dyn Storage>,
+        clock: Arc<dyn Clock>,
+        settings: ShardSettings,
+        maintenance_interval_ms: u64,
+    ) -> Shard {
+        let maintenance_interval_ns = maintenance_interval_ms.saturating_mul(1_000_000);
+        let next_maintenance_ns = clock.monotonic_ns() + maintenance_interval_ns;
+        Shard {
+            index,
+            mailbox,
+            storage,
+            clock,
+            settings,
+            partitions: Vec::new(),
+            free_slots: Vec::new(),
+            by_key: HashMap::new(),
+            stash: Vec::new(),
+            completions: Vec::new(),
+            touched: Vec::new(),
+            closing_topics: Vec::new(),
+            shutdown: None,
+            dead: None,
+            maintenance_interval_ns,
+            next_maintenance_ns,
+        }
+    }
+
+    /// The shard loop on its own thread. Returns when shut down, or with the reason the
+    /// storage failed.
     fn run(&mut self) -> std::result::Result<(), String> {
-        self.next_maintenance_ns = self.clock.monotonic_ns() + self.maintenance_interval_ns;
         loop {
-            if let Some(reason) = self.dead.take() {
-                return Err(reason);
-            }
-            let mut progressed = self.dispatch_stash();
-            for _ in 0..REQUESTS_PER_ROUND {
-                let Some(request) = self.mailbox.pop() else { break };
-                progressed = true;
-                self.handle(request);
-            }
-            self.flush_touched();
-            progressed |= self.reap(Wait::No);
-            let now = self.clock.monotonic_ns();
-            if now >= self.next_maintenance_ns {
-                self.maintain();
-                self.next_maintenance_ns = now + self.maintenance_interval_ns;
-            } else if self.next_read_deadline().is_some_and(|d| d <= now) {
-                self.serve_parked();
-            }
-            self.finish_closing_topics();
-            if self.shutdown.is_some() && self.partitions.iter().flatten().all(|p| !p.is_busy()) {
-                self.finish_shutdown();
-                return Ok(());
-            }
-            if progressed || !self.stash.is_empty() {
-                continue;
-            }
-            // Nothing to do: sleep until a completion, a request or the next deadline.
-            if self.mailbox.going_to_sleep() {
-                let deadline = [Some(self.next_maintenance_ns), self.next_read_deadline()]
-                    .into_iter()
-                    .flatten()
-                    .min();
-                let timeout = deadline.map(|d| Duration::from_nanos(d.saturating_sub(now)));
-                self.reap(Wait::Idle(timeout));
-                self.mailbox.awake();
+            if let Round::Stopped(outcome) = self.round(true) {
+                return outcome;
             }
         }
+    }
+
+    /// One round: take requests, flush, reap completions, run what is due; if `may_sleep`
+    /// and there was nothing to do, sleep until a completion, a request or the next deadline.
+    fn round(&mut self, may_sleep: bool) -> Round {
+        if let Some(reason) = self.dead.take() {
+            return Round::Stopped(Err(reason));
+        }
+        let mut progressed = self.dispatch_stash();
+        for _ in 0..REQUESTS_PER_ROUND {
+            let Some(request) = self.mailbox.pop() else { break };
+            progressed = true;
+            self.handle(request);
+        }
+        self.flush_touched();
+        progressed |= self.reap(Wait::No);
+        let now = self.clock.monotonic_ns();
+        if now >= self.next_maintenance_ns {
+            self.maintain();
+            self.next_maintenance_ns = now + self.maintenance_interval_ns;
+        } else if self.next_read_deadline().is_some_and(|d| d <= now) {
+            self.serve_parked();
+        }
+        self.finish_closing_topics();
+        if self.shutdown.is_some() && self.partitions.iter().flatten().all(|p| !p.is_busy()) {
+            self.finish_shutdown();
+            return Round::Stopped(Ok(()));
+        }
+        if let Some(reason) = self.dead.take() {
+            return Round::Stopped(Err(reason));
+        }
+        if progressed || !self.stash.is_empty() || !may_sleep {
+            return Round::Ran { progressed: progressed || !self.stash.is_empty() };
+        }
+        // Nothing to do: sleep until a completion, a request or the next deadline.
+        if self.mailbox.going_to_sleep() {
+            let deadline = [Some(self.next_maintenance_ns), self.next_read_deadline()]
+                .into_iter()
+                .flatten()
+                .min();
+            let timeout = deadline.map(|d| Duration::from_nanos(d.saturating_sub(now)));
+            self.reap(Wait::Idle(timeout));
+            self.mailbox.awake();
+        }
+        Round::Ran { progressed: false }
     }
 
     fn next_read_deadline(&self) -> Option<u64> {
