@@ -19,6 +19,7 @@ use crate::limits;
 use crate::partition::{AppendResult, Fetch, PartitionInfo, ReadRequest, ShardSettings};
 use crate::partitioner::{RoundRobin, partition_for_key};
 use crate::record::{BatchOptions, Record, encode_batch};
+use crate::shard::task::{LocalTarget, ShardTask};
 use crate::shard::{self, PartitionKey, Request, ShardHandle, Target};
 use crate::topic::{self, TOPIC_META_FILE, TopicMeta};
 
@@ -568,6 +569,35 @@ impl Engine {
             Request::OffsetForTimestamp { target, timestamp: timestamp_ms, reply },
             pending,
         ))
+    }
+
+    // ------------------------------------------------------------------------------------
+    // Tasks on shards
+    // ------------------------------------------------------------------------------------
+
+    /// A handle for appending to a partition from a task on its shard.
+    pub fn local_target(&self, topic: &str, partition: u32) -> Result<LocalTarget> {
+        let entry = self.topic(topic)?;
+        let (target, shard) = self.target(&entry, partition)?;
+        Ok(LocalTarget {
+            target,
+            shard,
+            record_size_bytes_max: entry.config.record_size_bytes_max as usize,
+        })
+    }
+
+    /// Run `task` on shard `shard` (see [`ShardTask`]): it is polled by the shard's own loop,
+    /// and its appends take the local path.
+    pub fn spawn_on_shard(&self, shard: usize, task: Box<dyn ShardTask>) -> Result<()> {
+        self.check_open()?;
+        if shard >= self.inner.shards.len() {
+            return Err(Error::config(
+                "shard",
+                format!("this engine has {} shard(s)", self.inner.shards.len()),
+            ));
+        }
+        let (reply, pending) = completion::channel();
+        self.block_on(self.submit(shard, Request::Spawn { task, reply }, pending))
     }
 
     // ------------------------------------------------------------------------------------

@@ -40,7 +40,7 @@ pub mod partition;
 pub mod partitioner;
 pub mod record;
 pub mod segment;
-pub(crate) mod shard;
+pub mod shard;
 pub mod topic;
 
 pub use completion::Pending;
@@ -53,4 +53,5 @@ pub use partition::{
     SegmentInfo,
 };
 pub use record::{Header, Record};
+pub use shard::task::{LocalTarget, ShardContext, ShardTask, TaskPoll};
 pub use tidelog_io::BackendKind;

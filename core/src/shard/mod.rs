@@ -7,6 +7,7 @@
 //! park when there is nothing to do.
 
 pub(crate) mod mailbox;
+pub mod task;
 
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
@@ -83,6 +84,10 @@ pub(crate) enum Request {
     Shutdown {
         reply: Reply<()>,
     },
+    Spawn {
+        task: Box<dyn task::ShardTask>,
+        reply: Reply<()>,
+    },
 }
 
 impl Request {
@@ -96,7 +101,8 @@ impl Request {
             Request::OpenTopic { reply, .. }
             | Request::CloseTopic { reply, .. }
             | Request::Maintain { reply }
-            | Request::Shutdown { reply } => reply.send(Err(err())),
+            | Request::Shutdown { reply }
+            | Request::Spawn { reply, .. } => reply.send(Err(err())),
         }
     }
 }
@@ -245,7 +251,7 @@ pub(crate) fn spawn(
 
 /// The error for a request naming a partition this shard does not hold (its topic was just
 /// deleted).
-fn unknown(target: &Target) -> Error {
+pub(crate) fn unknown(target: &Target) -> Error {
     Error::UnknownTopic { topic: target.topic.to_string() }
 }
 
@@ -288,6 +294,8 @@ pub(crate) struct Shard {
     shutdown: Option<Reply<()>>,
     /// Set when the storage failed: the loop stops with this reason.
     dead: Option<String>,
+    /// Tasks running on this shard, with the monotonic time they next want to run.
+    tasks: Vec<(Box<dyn task::ShardTask>, u64)>,
     maintenance_interval_ns: u64,
     next_maintenance_ns: u64,
 }
@@ -336,6 +344,7 @@ impl Shard {
             closing_topics: Vec::new(),
             shutdown: None,
             dead: None,
+            tasks: Vec::new(),
             maintenance_interval_ns,
             next_maintenance_ns,
         }
@@ -363,6 +372,7 @@ impl Shard {
             progressed = true;
             self.handle(request);
         }
+        progressed |= self.run_tasks();
         self.flush_touched();
         progressed |= self.reap(Wait::No);
         let now = self.clock.monotonic_ns();
@@ -409,13 +419,12 @@ impl Shard {
                 let Some(slot) = self.slot(&target) else {
                     return reply.send(Err(unknown(&target)));
                 };
-                with_partition!(self, slot, |p, io| p.append(&mut io, batch, durability, reply));
-                self.touched.push(slot);
-                if with_partition!(self, slot, |p, _io| p.is_backlogged()).unwrap_or(false) {
-                    // Backpressure: let the device catch up before taking more.
-                    self.flush_touched();
-                    self.reap(Wait::One);
-                }
+                self.append_local(slot, batch, durability, reply);
+            }
+            Request::Spawn { task, reply } => {
+                let now = self.clock.monotonic_ns();
+                self.tasks.push((task, now));
+                reply.send(Ok(()));
             }
             Request::Read { target, request, reply } => {
                 let Some(slot) = self.slot(&target) else {
@@ -460,7 +469,55 @@ impl Shard {
         }
     }
 
-    fn slot(&self, target: &Target) -> Option<u32> {
+    /// Append to the partition in `slot` (from a request or a task on this shard).
+    pub(crate) fn append_local(
+        &mut self,
+        slot: u32,
+        batch: Vec<u8>,
+        durability: Durability,
+        reply: Reply<AppendResult>,
+    ) {
+        with_partition!(self, slot, |p, io| p.append(&mut io, batch, durability, reply));
+        self.touched.push(slot);
+        if with_partition!(self, slot, |p, _io| p.is_backlogged()).unwrap_or(false) {
+            // Backpressure: let the device catch up before taking more.
+            self.flush_touched();
+            self.reap(Wait::One);
+        }
+    }
+
+    /// Poll the tasks that are due; true if any asked to run again at once.
+    fn run_tasks(&mut self) -> bool {
+        if self.tasks.is_empty() {
+            return false;
+        }
+        let now = self.clock.monotonic_ns();
+        let mut tasks = std::mem::take(&mut self.tasks);
+        let mut ready = false;
+        tasks.retain_mut(|(task, wake_at)| {
+            if *wake_at > now {
+                return true;
+            }
+            match task.poll(&mut task::ShardContext { shard: self }) {
+                task::TaskPoll::Ready => {
+                    ready = true;
+                    true
+                }
+                task::TaskPoll::Sleep(after) => {
+                    *wake_at =
+                        now.saturating_add(u64::try_from(after.as_nanos()).unwrap_or(u64::MAX));
+                    true
+                }
+                task::TaskPoll::Done => false,
+            }
+        });
+        // Tasks spawned by tasks (none today) would be in `self.tasks` now: keep both.
+        tasks.append(&mut self.tasks);
+        self.tasks = tasks;
+        ready
+    }
+
+    pub(crate) fn slot(&self, target: &Target) -> Option<u32> {
         self.by_key.get(&target.key).copied()
     }
 
@@ -635,6 +692,7 @@ impl Shard {
             }
         }
         self.partitions.clear();
+        self.tasks.clear();
         if let Some(reply) = self.shutdown.take() {
             reply.send(result);
         }

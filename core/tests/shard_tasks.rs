@@ -1,0 +1,108 @@
+//! Tasks that run on a shard and append through the local path.
+
+use std::sync::mpsc;
+
+use tidelog_core::{
+    AppendResult, Durability, Engine, EngineConfig, LocalTarget, Pending, ReadRequest, Record,
+    ShardContext, ShardTask, TaskPoll, TopicConfig,
+};
+
+struct Producer {
+    target: LocalTarget,
+    sent: u32,
+    total: u32,
+    in_flight: Vec<Pending<AppendResult>>,
+    acks: Vec<AppendResult>,
+    done: Option<mpsc::Sender<Vec<AppendResult>>>,
+}
+
+impl ShardTask for Producer {
+    fn poll(&mut self, ctx: &mut ShardContext<'_>) -> TaskPoll {
+        // Keep up to 8 appends in flight.
+        while self.sent < self.total && self.in_flight.len() < 8 {
+            let value = format!("local {}", self.sent);
+            self.in_flight.push(ctx.append(
+                &self.target,
+                &[Record::new(value.as_bytes())],
+                Durability::Durable,
+            ));
+            self.sent += 1;
+        }
+        let mut still = Vec::new();
+        for pending in self.in_flight.drain(..) {
+            match pending.try_take() {
+                Ok(result) => self.acks.push(result.expect("local append")),
+                Err(pending) => still.push(pending),
+            }
+        }
+        self.in_flight = still;
+        if self.sent == self.total && self.in_flight.is_empty() {
+            if let Some(done) = self.done.take() {
+                let _ = done.send(std::mem::take(&mut self.acks));
+            }
+            return TaskPoll::Done;
+        }
+        TaskPoll::Ready
+    }
+}
+
+#[test]
+fn a_task_on_the_owning_shard_appends_through_the_local_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(dir.path(), EngineConfig::default().shards(2)).unwrap();
+    engine.create_topic("t", TopicConfig::default().partitions(2)).unwrap();
+    let mut receivers = Vec::new();
+    for partition in 0..2 {
+        let target = engine.local_target("t", partition).unwrap();
+        let (tx, rx) = mpsc::channel();
+        let task = Producer {
+            target: target.clone(),
+            sent: 0,
+            total: 500,
+            in_flight: Vec::new(),
+            acks: Vec::new(),
+            done: Some(tx),
+        };
+        engine.spawn_on_shard(target.shard(), Box::new(task)).unwrap();
+        receivers.push(rx);
+    }
+    for (partition, rx) in receivers.into_iter().enumerate() {
+        let acks = rx.recv_timeout(std::time::Duration::from_secs(30)).unwrap();
+        assert_eq!(acks.len(), 500);
+        let offsets: Vec<u64> = acks.iter().map(|a| a.base_offset).collect();
+        assert_eq!(offsets, (0..500).collect::<Vec<_>>());
+        let info = engine.partition_info("t", partition as u32).unwrap();
+        assert_eq!(info.durable_offset, 500);
+        let fetch = engine.read("t", partition as u32, ReadRequest::new(499)).unwrap();
+        assert_eq!(fetch.records().next().unwrap().unwrap().value(), Some(&b"local 499"[..]));
+    }
+    engine.close().unwrap();
+}
+
+#[test]
+fn a_task_on_the_wrong_shard_gets_an_error() {
+    struct Wrong(LocalTarget, Option<mpsc::Sender<String>>);
+    impl ShardTask for Wrong {
+        fn poll(&mut self, ctx: &mut ShardContext<'_>) -> TaskPoll {
+            let result = ctx.append(&self.0, &[Record::new(b"x")], Durability::None).wait();
+            if let Some(tx) = self.1.take() {
+                let _ = tx.send(format!("{:?}", result.err()));
+            }
+            TaskPoll::Done
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(dir.path(), EngineConfig::default().shards(2)).unwrap();
+    engine.create_topic("t", TopicConfig::default()).unwrap();
+    let target = engine.local_target("t", 0).unwrap();
+    let other = 1 - target.shard();
+    let (tx, rx) = mpsc::channel();
+    engine.spawn_on_shard(other, Box::new(Wrong(target, Some(tx)))).unwrap();
+    let error = rx.recv_timeout(std::time::Duration::from_secs(10)).unwrap();
+    assert!(error.contains("belongs to shard"), "{error}");
+    assert!(
+        engine
+            .spawn_on_shard(7, Box::new(Wrong(engine.local_target("t", 0).unwrap(), None)))
+            .is_err()
+    );
+}
