@@ -9,7 +9,7 @@
 //! at least one of them sees the other's write, so a request can never sit in the queue of a
 //! parked shard. A full queue pushes back on the sender.
 
-use std::sync::atomic::{AtomicBool, Ordering, fence};
+use std::sync::atomic::{Ordering, fence};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -18,6 +18,7 @@ use tidelog_io::storage::Wake;
 use crossbeam_queue::ArrayQueue;
 
 use super::Request;
+use super::wakeup::SleepGate;
 
 /// Why a send failed.
 #[derive(Debug)]
@@ -30,7 +31,7 @@ pub(crate) enum SendError {
 pub(crate) struct Mailbox {
     shard: usize,
     queue: ArrayQueue<Request>,
-    sleeping: AtomicBool,
+    gate: SleepGate,
     waker: OnceLock<Arc<dyn Wake>>,
     stopped: OnceLock<String>,
 }
@@ -40,7 +41,7 @@ impl Mailbox {
         Self {
             shard,
             queue: ArrayQueue::new(capacity),
-            sleeping: AtomicBool::new(false),
+            gate: SleepGate::new(),
             waker: OnceLock::new(),
             stopped: OnceLock::new(),
         }
@@ -86,8 +87,7 @@ impl Mailbox {
     }
 
     fn wake(&self) {
-        fence(Ordering::SeqCst);
-        if self.sleeping.load(Ordering::Relaxed)
+        if self.gate.must_wake()
             && let Some(waker) = self.waker.get()
         {
             waker.wake();
@@ -103,18 +103,12 @@ impl Mailbox {
     /// arrived meanwhile; otherwise the shard must sleep in a wait that its waker ends, then
     /// call [`Mailbox::awake`].
     pub fn going_to_sleep(&self) -> bool {
-        self.sleeping.store(true, Ordering::Relaxed);
-        fence(Ordering::SeqCst);
-        if self.queue.is_empty() {
-            return true;
-        }
-        self.sleeping.store(false, Ordering::Relaxed);
-        false
+        self.gate.going_to_sleep(|| self.queue.is_empty())
     }
 
     /// The shard is awake again.
     pub fn awake(&self) {
-        self.sleeping.store(false, Ordering::Relaxed);
+        self.gate.awake();
     }
 
     /// Mark the shard stopped and answer everything queued: later sends fail at once.

@@ -8,6 +8,8 @@
 
 pub(crate) mod mailbox;
 pub mod task;
+#[doc(hidden)]
+pub mod wakeup;
 
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
