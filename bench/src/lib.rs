@@ -4,4 +4,5 @@
 
 pub mod raw;
 pub mod stats;
+pub mod streaming;
 pub mod suite;

@@ -118,6 +118,44 @@ impl RawFile {
         Ok(measurement)
     }
 
+    /// `write` of `block` bytes, one at a time, sequentially, for `duration` (no sync): the
+    /// device's write latency.
+    pub fn write_qd1(&mut self, block: usize, duration: Duration) -> Result<Measurement> {
+        let mut latency = Latency::default();
+        let mut buf = AlignedBuf::with_capacity(block);
+        buf.extend_from_slice(&vec![0xa5; block]);
+        let mut offset = 0u64;
+        let mut ops = 0u64;
+        let mut completions = Vec::new();
+        let started = Instant::now();
+        while started.elapsed() < duration {
+            if offset + block as u64 > self.size {
+                offset = 0;
+            }
+            let op_started = Instant::now();
+            if self
+                .storage
+                .submit(Submission::new(1, Op::Write { file: self.file, offset, buf }))
+                .is_err()
+            {
+                bail!("raw baseline: submission queue full at depth 1");
+            }
+            completions.clear();
+            while completions.is_empty() {
+                self.storage.complete(&mut completions, Wait::One)?;
+            }
+            latency.record(op_started.elapsed());
+            let completion = completions.pop().context("a completion")?;
+            completion.result.context("raw write")?;
+            buf = completion.buf.context("write buffer not returned")?;
+            offset += block as u64;
+            ops += 1;
+        }
+        let mut measurement = Measurement::throughput(ops, ops * block as u64, started.elapsed());
+        measurement.latency = Some(latency);
+        Ok(measurement)
+    }
+
     /// Sequential writes of `block` bytes, `depth` in flight, for `duration` (no sync):
     /// the device's write bandwidth at that size and depth.
     pub fn write_bandwidth(

@@ -12,11 +12,13 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result, bail};
 use serde_json::{Value, json};
 use tidelog_core::{
-    AppendResult, Durability, Engine, EngineConfig, PartitionStats, Pending, Record, TopicConfig,
+    AppendResult, Delivery, Durability, Engine, EngineConfig, PartitionStats, Pending, Record,
+    TopicConfig,
 };
 
 use crate::raw::RawFile;
 use crate::stats::{Latency, Measurement};
+use crate::streaming;
 
 /// The cases, by name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -27,12 +29,27 @@ pub enum Case {
     DurableAppendConcurrent1k,
     /// 1 KiB records, `Written`, as fast as the engine takes them.
     AppendThroughput1k,
+    /// 1 KiB records at a fixed rate (open loop), `None`, streaming consumer: end-to-end latency.
+    EndToEndLatency1k,
+    /// The same with `Durable`.
+    EndToEndLatency1kDurable,
+    /// The same load (`None`), streaming beside micro-batch:100ms.
+    MicroBatchVsStreaming,
+    /// CPU-bound `None` appends by producers on the shards: 2 shards beside 1.
+    ShardScaling,
 }
 
 impl Case {
     /// Every case, in report order.
-    pub const ALL: [Case; 3] =
-        [Case::DurableAppendQd1_4k, Case::DurableAppendConcurrent1k, Case::AppendThroughput1k];
+    pub const ALL: [Case; 7] = [
+        Case::DurableAppendQd1_4k,
+        Case::DurableAppendConcurrent1k,
+        Case::AppendThroughput1k,
+        Case::EndToEndLatency1k,
+        Case::EndToEndLatency1kDurable,
+        Case::MicroBatchVsStreaming,
+        Case::ShardScaling,
+    ];
 
     /// The case's name.
     pub fn name(self) -> &'static str {
@@ -40,6 +57,10 @@ impl Case {
             Case::DurableAppendQd1_4k => "durable-append-qd1-4k",
             Case::DurableAppendConcurrent1k => "durable-append-concurrent-1k",
             Case::AppendThroughput1k => "append-throughput-1k",
+            Case::EndToEndLatency1k => "end-to-end-latency-1k",
+            Case::EndToEndLatency1kDurable => "end-to-end-latency-1k-durable",
+            Case::MicroBatchVsStreaming => "micro-batch-vs-streaming",
+            Case::ShardScaling => "shard-scaling",
         }
     }
 
@@ -55,6 +76,10 @@ impl Case {
             Case::AppendThroughput1k => {
                 "sequential writes of the engine's average write size at its queue depth"
             }
+            Case::EndToEndLatency1k => "4 KiB write at queue depth 1 (the device's write latency)",
+            Case::EndToEndLatency1kDurable => "4 KiB write linked to fdatasync at queue depth 1",
+            Case::MicroBatchVsStreaming => "the same load consumed in micro-batches of 100 ms",
+            Case::ShardScaling => "the same CPU-bound load on 1 shard",
         }
     }
 }
@@ -80,6 +105,8 @@ pub struct SuiteConfig {
     pub duration: Duration,
     /// Which cases.
     pub cases: Vec<Case>,
+    /// Messages per second of the open-loop cases.
+    pub rate: u64,
 }
 
 /// One case's results.
@@ -130,6 +157,10 @@ pub fn run(config: &SuiteConfig, mut progress: impl FnMut(&str)) -> Result<Vec<C
     };
     let mut results = Vec::new();
     for &case in &config.cases {
+        if let Some(result) = run_streaming_case(config, case, root.path(), &mut progress)? {
+            results.push(result);
+            continue;
+        }
         progress(&format!("{}: engine", case.name()));
         let engine_dir = root.path().join(format!("{}-engine", case.name()));
         let (engine, stats) = run_engine(config, case, &engine_dir)?;
@@ -161,6 +192,95 @@ fn topic_config() -> TopicConfig {
     TopicConfig::default().retention_ms(None)
 }
 
+/// The end-to-end and scaling cases (`None` for the others).
+fn run_streaming_case(
+    config: &SuiteConfig,
+    case: Case,
+    root: &Path,
+    progress: &mut impl FnMut(&str),
+) -> Result<Option<CaseResult>> {
+    let dir = |side: &str| root.join(format!("{}-{side}", case.name()));
+    let e2e = |side: &str, durability, delivery| -> Result<Measurement> {
+        let run = streaming::open_loop(
+            &config.engine,
+            &dir(side),
+            config.rate,
+            1024,
+            durability,
+            delivery,
+            config.duration,
+        )?;
+        std::fs::remove_dir_all(dir(side)).ok();
+        let mut measurement = run.end_to_end;
+        let publish = run.publish;
+        measurement.notes.push(("publish_p50_us".into(), publish.quantile_us(0.5)));
+        measurement.notes.push(("publish_p99_us".into(), publish.quantile_us(0.99)));
+        Ok(measurement)
+    };
+    let raw = |durable: bool| -> Result<Measurement> {
+        let factory = config.engine.storage_factory()?;
+        let path = root.join(format!("{}-baseline", case.name()));
+        let size = topic_config().segment_size_bytes;
+        let mut file = RawFile::create(
+            factory.create()?,
+            &path,
+            size,
+            config.engine.segment_preparation,
+            config.engine.direct_io,
+        )?;
+        let measurement = if durable {
+            file.write_sync_qd1(4096, config.duration)?
+        } else {
+            file.write_qd1(4096, config.duration)?
+        };
+        drop(file);
+        std::fs::remove_file(&path).ok();
+        Ok(measurement)
+    };
+    let streaming = Delivery::Streaming;
+    let result = match case {
+        Case::EndToEndLatency1k => {
+            progress(&format!("{}: engine", case.name()));
+            let engine = e2e("engine", Durability::None, streaming)?;
+            progress(&format!("{}: baseline", case.name()));
+            CaseResult { case, engine, baseline: raw(false)? }
+        }
+        Case::EndToEndLatency1kDurable => {
+            progress(&format!("{}: engine", case.name()));
+            let mut engine = e2e("engine", Durability::Durable, streaming)?;
+            progress(&format!("{}: baseline", case.name()));
+            let baseline = raw(true)?;
+            if let (Some(e), Some(b)) = (&engine.latency, &baseline.latency) {
+                let over = e.quantile_us(0.99) - b.quantile_us(0.99);
+                engine.notes.push(("p99_over_baseline_us".into(), over));
+            }
+            CaseResult { case, engine, baseline }
+        }
+        Case::MicroBatchVsStreaming => {
+            progress(&format!("{}: streaming", case.name()));
+            let engine = e2e("streaming", Durability::None, streaming)?;
+            progress(&format!("{}: micro-batch:100ms", case.name()));
+            let baseline = e2e(
+                "micro-batch",
+                Durability::None,
+                Delivery::MicroBatch(Duration::from_millis(100)),
+            )?;
+            CaseResult { case, engine, baseline }
+        }
+        Case::ShardScaling => {
+            progress(&format!("{}: 2 shards", case.name()));
+            let engine = streaming::cpu_bound(&config.engine, &dir("two"), 2, config.duration)?;
+            std::fs::remove_dir_all(dir("two")).ok();
+            progress(&format!("{}: 1 shard", case.name()));
+            let baseline = streaming::cpu_bound(&config.engine, &dir("one"), 1, config.duration)?;
+            std::fs::remove_dir_all(dir("one")).ok();
+            CaseResult { case, engine, baseline }
+        }
+        _ => return Ok(None),
+    };
+    Ok(Some(result))
+}
+
 fn run_engine(config: &SuiteConfig, case: Case, dir: &Path) -> Result<(Measurement, EngineIo)> {
     let engine = Engine::open(dir, config.engine.clone()).context("open the engine")?;
     let (partitions, producers, in_flight, durability, value_bytes, per_append) = match case {
@@ -169,6 +289,7 @@ fn run_engine(config: &SuiteConfig, case: Case, dir: &Path) -> Result<(Measureme
         Case::AppendThroughput1k => {
             (engine.shard_count() as u32, engine.shard_count(), 64, Durability::Written, 1024, 16)
         }
+        other => bail!("{} is not an append case", other.name()),
     };
     engine.create_topic("bench", topic_config().partitions(partitions))?;
     let stop = Arc::new(AtomicBool::new(false));
@@ -329,6 +450,7 @@ fn run_baseline(
             m.notes.push(("queue_depth".into(), depth as f64));
             m
         }
+        other => bail!("{} has no append baseline", other.name()),
     };
     drop(file);
     std::fs::remove_file(&path).ok();

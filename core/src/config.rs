@@ -409,15 +409,6 @@ impl TopicConfig {
                 ),
             ));
         }
-        if u64::from(self.record_size_bytes_max) > self.segment_size_bytes {
-            return Err(Error::config(
-                "record_size_bytes_max",
-                format!(
-                    "{} exceeds segment_size_bytes {}",
-                    self.record_size_bytes_max, self.segment_size_bytes
-                ),
-            ));
-        }
         Ok(())
     }
 }
@@ -442,12 +433,6 @@ mod tests {
             (TopicConfig::default().segment_age_ms(0), "segment_age_ms"),
             (TopicConfig::default().retention_ms(Some(0)), "retention_ms"),
             (TopicConfig::default().record_size_bytes_max(3), "record_size_bytes_max"),
-            (
-                TopicConfig::default()
-                    .segment_size_bytes(limits::SEGMENT_SIZE_BYTES_MIN)
-                    .record_size_bytes_max(1 << 20),
-                "record_size_bytes_max",
-            ),
         ];
         for (config, field) in cases {
             let err = config.validate().unwrap_err();

@@ -49,8 +49,8 @@ pub use consumer::{Consumer, ConsumerConfig, Delivery};
 pub use engine::{Engine, TopicDescription};
 pub use error::{Error, Result};
 pub use partition::{
-    AppendResult, Fetch, FetchRecords, Isolation, PartitionInfo, PartitionStats, ReadRequest,
-    SegmentInfo,
+    AppendResult, Fetch, FetchRecords, Isolation, PartitionInfo, PartitionStats, PendingIo,
+    ReadRequest, SegmentInfo,
 };
 pub use record::{Header, Record};
 pub use shard::task::{LocalTarget, ShardContext, ShardTask, TaskPoll};

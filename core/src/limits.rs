@@ -80,7 +80,9 @@ const _: () = assert!(SEGMENT_SIZE_BYTES_MIN >= 4 * BLOCK_SIZE as u64);
 const _: () = assert!(SEGMENT_SIZE_BYTES_DEFAULT <= SEGMENT_SIZE_BYTES_MAX);
 const _: () = assert!(SEGMENT_SIZE_BYTES_DEFAULT >= SEGMENT_SIZE_BYTES_MIN);
 const _: () = assert!(RECORD_SIZE_BYTES_MAX_DEFAULT <= BATCH_SIZE_BYTES_MAX);
-const _: () = assert!((BATCH_SIZE_BYTES_MAX as u64) < SEGMENT_SIZE_BYTES_MAX);
+// A batch larger than the segment size gets a segment of its own (a roll happens before an
+// append only when the active segment is not empty): positions must still fit 32 bits.
+const _: () = assert!(SEGMENT_SIZE_BYTES_MAX + (BATCH_SIZE_BYTES_MAX as u64) < u32::MAX as u64);
 const _: () = assert!(BATCH_HEADER_SIZE > LOG_OVERHEAD);
 const _: () = assert!(WRITE_BUFFER_BYTES.is_multiple_of(BLOCK_SIZE));
 const _: () = assert!(FETCH_BYTES_DEFAULT <= FETCH_BYTES_MAX);

@@ -13,7 +13,8 @@ use tidelog_core::{EngineConfig, IoChoice, SegmentPreparation};
 #[derive(Debug, Args)]
 pub struct BenchArgs {
     /// Cases to run (repeat the flag; default: all): durable-append-qd1-4k,
-    /// durable-append-concurrent-1k, append-throughput-1k
+    /// durable-append-concurrent-1k, append-throughput-1k, end-to-end-latency-1k,
+    /// end-to-end-latency-1k-durable, micro-batch-vs-streaming, shard-scaling
     #[arg(long = "case", value_name = "NAME")]
     cases: Vec<Case>,
     /// How long each side (engine, baseline) of each case runs: 500ms, 10s, 1m
@@ -36,6 +37,9 @@ pub struct BenchArgs {
     /// default: the system's temporary directory
     #[arg(long, value_name = "DIR")]
     dir: Option<PathBuf>,
+    /// Messages per second of the open-loop (end-to-end) cases
+    #[arg(long, default_value_t = 20_000, value_name = "MSGS_PER_S")]
+    rate: u64,
     /// Also write the results as JSON to FILE
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
@@ -57,6 +61,7 @@ pub fn command(args: &BenchArgs) -> Result<ExitCode> {
         dir: args.dir.clone(),
         duration: args.duration,
         cases: if args.cases.is_empty() { Case::ALL.to_vec() } else { args.cases.clone() },
+        rate: args.rate,
     };
     eprintln!(
         "tidelog bench: backend {backend}, direct I/O {}, preparation {:?}, {} shard(s), {:?} per side",

@@ -49,6 +49,11 @@ impl ShardIo<'_> {
         self.clock.now_ms()
     }
 
+    /// How many more submissions the queue takes now.
+    pub fn room(&self) -> usize {
+        self.storage.queue_depth().saturating_sub(self.storage.in_flight())
+    }
+
     /// Room for `n` more submissions?
     pub fn has_room(&self, n: usize) -> bool {
         self.storage.in_flight() + n <= self.storage.queue_depth()

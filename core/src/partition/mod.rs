@@ -96,6 +96,31 @@ pub struct PartitionInfo {
     pub failed: Option<String>,
     /// I/O counters since the partition was opened.
     pub stats: PartitionStats,
+    /// What the partition's write path is doing right now.
+    pub pending_io: PendingIo,
+}
+
+/// The state of a partition's write path: what is in flight and what waits.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PendingIo {
+    /// Storage operations submitted and not yet completed.
+    pub ops_in_flight: usize,
+    /// Log writes in flight (or waiting to be retried).
+    pub writes_in_flight: usize,
+    /// Short or cancelled writes waiting to be submitted again.
+    pub retries_waiting: usize,
+    /// Full buffers waiting to be submitted.
+    pub sealed_buffers: usize,
+    /// Bytes in the current write buffer.
+    pub buffered_bytes: usize,
+    /// An `fdatasync` of the active log is in flight.
+    pub sync_in_flight: bool,
+    /// Appends waiting for `Written` / `Durable`.
+    pub written_waiters: usize,
+    /// Appends waiting for `Durable`.
+    pub durable_waiters: usize,
+    /// Segments still closing.
+    pub closing_segments: usize,
 }
 
 /// I/O a partition has done since it was opened: what group commit achieved.
@@ -319,6 +344,17 @@ impl Partition {
                 .collect(),
             failed: self.failed.clone(),
             stats: self.stats,
+            pending_io: PendingIo {
+                ops_in_flight: self.ops.len(),
+                writes_in_flight: self.writes.iter().filter(|w| !w.done).count(),
+                retries_waiting: self.writes.iter().filter(|w| w.retry.is_some()).count(),
+                sealed_buffers: self.sealed.len(),
+                buffered_bytes: self.buffer.as_ref().map_or(0, |b| b.buf.len()),
+                sync_in_flight: self.sync_in_flight,
+                written_waiters: self.written_waiters.len(),
+                durable_waiters: self.durable_waiters.len(),
+                closing_segments: self.closing.len(),
+            },
         }
     }
 
@@ -502,7 +538,6 @@ impl Partition {
         if !self.submit_retries(io) {
             return;
         }
-        self.seal_buffer(io);
         let want_sync = self.want_sync();
         let active = self.active();
         let active_base = active.base_offset;
@@ -511,17 +546,29 @@ impl Partition {
         // never be in flight together: they go out as one ordered (linked) chain at a time.
         let direct = active.log.is_some_and(|log| io.storage.is_direct(log));
         let chained = want_sync || direct;
+        let written_bytes = active.written_bytes;
         // Group commit: while an fdatasync (or, on a direct file, a write chain) is in
-        // flight, appends accumulate and go out together when it completes.
+        // flight, appends accumulate in the current buffer and go out together when it
+        // completes. (Sealing now would leave a buffer per append.)
         let wait = active_writes || (want_sync && self.sync_in_flight);
         if chained && wait {
             return;
         }
+        self.seal_buffer(io);
         if chained && !self.sealed.is_empty() {
-            let chain = self.sealed.len();
-            if !io.has_room(chain + 1) {
+            // The chain goes out whole if the queue has room; otherwise as many writes as
+            // fit, and the rest (with the sync) when they complete.
+            let room = io.room();
+            let whole = room > self.sealed.len();
+            let writes = if whole {
+                self.sealed.len()
+            } else {
+                room.saturating_sub(1).max(usize::from(room > 0))
+            };
+            if writes == 0 {
                 return;
             }
+            let sync = want_sync && whole;
             let covers = self.sealed.back().map_or(self.written_offset, |p| p.end_offset);
             let covers_position = self
                 .sealed
@@ -529,12 +576,12 @@ impl Partition {
                 .filter(|p| p.segment == active_base)
                 .map(|p| p.end_position)
                 .max()
-                .unwrap_or(active.written_bytes);
-            while let Some(pending) = self.sealed.pop_front() {
-                let link_next = want_sync || !self.sealed.is_empty();
-                self.submit_write(io, pending, link_next);
+                .unwrap_or(written_bytes);
+            for left in (0..writes).rev() {
+                let Some(pending) = self.sealed.pop_front() else { break };
+                self.submit_write(io, pending, sync || left > 0);
             }
-            if want_sync {
+            if sync {
                 self.submit_sync(io, covers, covers_position);
             }
         } else if want_sync {
