@@ -22,16 +22,27 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let first = engine.append(
         "orders",
         partition,
-        &[Record::new(b"order 1").with_key(key).with_headers(&headers), Record::new(b"order 2").with_key(key)],
+        &[
+            Record::new(b"order 1").with_key(key).with_headers(&headers),
+            Record::new(b"order 2").with_key(key),
+        ],
         Durability::Durable, // acknowledged after an fdatasync covers it
     )?;
-    println!("appended offsets {}..={} to partition {partition}", first.base_offset, first.last_offset);
+    println!(
+        "appended offsets {}..={} to partition {partition}",
+        first.base_offset, first.last_offset
+    );
 
     // Appends don't have to block: `append_async` returns a `Pending` (also a `Future`).
     let pending: Vec<_> = (0..100)
         .map(|i| {
             let value = format!("event {i}");
-            engine.append_async("orders", partition, &[Record::new(value.as_bytes())], Durability::Written)
+            engine.append_async(
+                "orders",
+                partition,
+                &[Record::new(value.as_bytes())],
+                Durability::Written,
+            )
         })
         .collect();
     for ack in pending {
@@ -42,7 +53,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut offset = first.base_offset;
     let mut read = 0;
     loop {
-        let fetch = engine.read("orders", partition, ReadRequest::new(offset).max_wait(Duration::from_millis(100)))?;
+        let fetch = engine.read(
+            "orders",
+            partition,
+            ReadRequest::new(offset).max_wait(Duration::from_millis(100)),
+        )?;
         if fetch.is_empty() {
             break;
         }
@@ -50,7 +65,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let record = record?;
             read += 1;
             if read <= 3 {
-                println!("offset {} value {:?}", record.offset(), String::from_utf8_lossy(record.value().unwrap_or_default()));
+                println!(
+                    "offset {} value {:?}",
+                    record.offset(),
+                    String::from_utf8_lossy(record.value().unwrap_or_default())
+                );
             }
         }
         offset = fetch.next_offset();
@@ -66,7 +85,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         info.durable_offset,
         info.segments.len()
     );
-    println!("first offset at or after t=0: {:?}", engine.offset_for_timestamp("orders", partition, 0)?);
+    println!(
+        "first offset at or after t=0: {:?}",
+        engine.offset_for_timestamp("orders", partition, 0)?
+    );
     engine.close()?;
     Ok(())
 }
