@@ -148,6 +148,30 @@ fn loadgen_prints_a_table_and_keeps_the_directory_it_is_given() {
 }
 
 #[test]
+fn loadgen_runs_under_each_segment_preparation() {
+    let default = loadgen_json(&["--count", "200", "--message-size", "100"]);
+    assert_eq!(default["segment_preparation"], "grow", "the engine's default is reported");
+    for preparation in ["grow", "fallocate", "zero-fill"] {
+        // Small segments: several roll, so prepared spares are taken into use.
+        let result = loadgen_json(&[
+            "--count",
+            "3000",
+            "--message-size",
+            "1000",
+            "--segment-size-bytes",
+            "262144",
+            "--durability",
+            "durable",
+            "--segment-preparation",
+            preparation,
+        ]);
+        assert_clean_run(&result, 3000);
+        assert_eq!(result["segment_preparation"], preparation);
+        assert_eq!(result["segment_size_bytes"], 262144);
+    }
+}
+
+#[test]
 fn loadgen_rejects_bad_arguments_with_a_reason() {
     for (args, says) in [
         (&["--message-size", "8"][..], "at least 32"),
@@ -155,6 +179,7 @@ fn loadgen_rejects_bad_arguments_with_a_reason() {
         (&["--durability", "sometimes"][..], "unknown durability"),
         (&["--count", "5", "--duration", "1s"][..], "cannot be used with"),
         (&["--io", "uring", "--count", "5"][..], "io_uring"),
+        (&["--segment-preparation", "zero"][..], "unknown preparation"),
     ] {
         let mut full = vec!["loadgen", "--quiet"];
         full.extend_from_slice(args);

@@ -22,7 +22,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail, ensure};
 use hdrhistogram::Histogram;
 use tidelog_core::record::{BATCH_HEADER_SIZE, RECORD_OVERHEAD_MAX};
-use tidelog_core::{Durability, Engine, EngineConfig, IoChoice, TopicConfig, limits};
+use tidelog_core::{
+    Durability, Engine, EngineConfig, IoChoice, SegmentPreparation, TopicConfig, limits,
+};
 
 use crate::duration::parse_duration;
 pub use report::Report;
@@ -93,6 +95,8 @@ pub struct LoadgenConfig {
     pub in_flight: usize,
     /// Segment size of the topic; `None`: the engine's default.
     pub segment_size_bytes: Option<u64>,
+    /// How the engine prepares segments ahead of the writer; `None`: the engine's default.
+    pub segment_preparation: Option<SegmentPreparation>,
     /// Print live progress on stderr.
     pub progress: bool,
 }
@@ -150,6 +154,11 @@ impl LoadgenConfig {
     fn batch_size_bytes_max(&self) -> u64 {
         let record = (self.message_size_bytes + RECORD_OVERHEAD_MAX) as u64;
         BATCH_HEADER_SIZE as u64 + u64::from(self.batch_records) * record
+    }
+
+    /// The segment preparation the engine runs with.
+    fn segment_preparation(&self) -> SegmentPreparation {
+        self.segment_preparation.unwrap_or(EngineConfig::default().segment_preparation)
     }
 
     /// The topic a run creates: the default, with room for the largest batch.
@@ -227,7 +236,8 @@ pub fn run(config: &LoadgenConfig) -> anyhow::Result<Report> {
             temporary.path().to_path_buf()
         }
     };
-    let mut engine_config = EngineConfig::default().io(config.io);
+    let mut engine_config =
+        EngineConfig::default().io(config.io).segment_preparation(config.segment_preparation());
     if let Some(shards) = config.shards {
         engine_config = engine_config.shards(shards);
     }
@@ -347,6 +357,7 @@ fn run_on(engine: &Engine, config: &LoadgenConfig) -> anyhow::Result<Report> {
         batch_records: config.batch_records,
         in_flight: config.in_flight,
         segment_size_bytes: config.topic_config().segment_size_bytes,
+        segment_preparation: config.segment_preparation(),
         durability: config.durability,
         io_backend: engine.backend(),
         shards: engine.shard_count(),
@@ -505,6 +516,13 @@ pub struct LoadgenArgs {
     #[arg(long, value_name = "BYTES")]
     pub segment_size_bytes: Option<u64>,
 
+    /// How segments are prepared before the writer reaches them: grow (an empty file that
+    /// appends extend), fallocate (the whole segment allocated, unwritten extents), zero-fill
+    /// (zeros written over it in the background, so appends land in blocks that hold data)
+    /// [default: the engine's, grow]
+    #[arg(long, value_name = "grow|fallocate|zero-fill")]
+    pub segment_preparation: Option<SegmentPreparation>,
+
     /// Also write the results as JSON to FILE
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
@@ -533,6 +551,7 @@ impl LoadgenArgs {
             batch_records: self.batch,
             in_flight: self.in_flight,
             segment_size_bytes: self.segment_size_bytes,
+            segment_preparation: self.segment_preparation,
             progress: !self.quiet,
         }
     }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use hdrhistogram::Histogram;
 use serde_json::{Value, json};
-use tidelog_core::{BackendKind, Durability};
+use tidelog_core::{BackendKind, Durability, SegmentPreparation};
 
 use super::Scenario;
 use super::verify::Violations;
@@ -32,6 +32,7 @@ pub struct Report {
     pub batch_records: u32,
     pub in_flight: usize,
     pub segment_size_bytes: u64,
+    pub segment_preparation: SegmentPreparation,
     pub durability: Durability,
     pub io_backend: BackendKind,
     pub shards: usize,
@@ -152,6 +153,7 @@ impl Report {
             "batch_records": self.batch_records,
             "in_flight": self.in_flight,
             "segment_size_bytes": self.segment_size_bytes,
+            "segment_preparation": self.segment_preparation.name(),
             "durability": self.durability.name(),
             "io_backend": self.io_backend.name(),
             "shards": self.shards,
@@ -195,12 +197,14 @@ impl Report {
         )?;
         writeln!(
             out,
-            "durability {} · io {} · {} shard(s) · batch {} · in-flight {} · {:.2} s ({:.2} s producing)",
+            "durability {} · io {} · {} shard(s) · batch {} · in-flight {} · segments {} B, {} · {:.2} s ({:.2} s producing)",
             self.durability,
             self.io_backend,
             self.shards,
             self.batch_records,
             self.in_flight,
+            self.segment_size_bytes,
+            self.segment_preparation,
             self.duration.as_secs_f64(),
             self.produce_duration.as_secs_f64()
         )?;
