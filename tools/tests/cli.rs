@@ -172,6 +172,29 @@ fn loadgen_runs_under_each_segment_preparation() {
 }
 
 #[test]
+fn loadgen_warms_up_before_measuring() {
+    // Three producers share 2 warm-up messages: one has none, and must still take part.
+    for (warmup, producers) in [("1000", "1"), ("2", "3")] {
+        let result = loadgen_json(&[
+            "--count",
+            "2000",
+            "--warmup-messages",
+            warmup,
+            "--producers",
+            producers,
+            "--message-size",
+            "100",
+        ]);
+        let total = 2000 + warmup.parse::<u64>().unwrap();
+        assert_clean_run(&result, total);
+        assert_eq!(result["warmup_messages"], warmup.parse::<u64>().unwrap());
+        assert!(result["warmup_s"].as_f64().unwrap() > 0.0, "{result:#}");
+        // Only the measured messages have publish latencies.
+        assert_eq!(result["publish_latency_us"]["count"], 2000, "{result:#}");
+    }
+}
+
+#[test]
 fn loadgen_rejects_bad_arguments_with_a_reason() {
     for (args, says) in [
         (&["--message-size", "8"][..], "at least 32"),

@@ -44,9 +44,13 @@ pub struct Report {
     pub samples: Vec<String>,
     /// Engine errors and other failures.
     pub errors: Vec<String>,
-    /// From the start until the consumer caught up (or gave up).
+    /// Messages sent before measuring started (included in the message counts above).
+    pub warmup_messages: u64,
+    /// From the start until measuring started (zero without warm-up).
+    pub warmup: Duration,
+    /// From the start of measuring until the consumer caught up (or gave up).
     pub duration: Duration,
-    /// From the start until the last producer finished.
+    /// From the start of measuring until the last producer finished.
     pub produce_duration: Duration,
     /// Nanoseconds, send → acknowledged.
     pub publish_latency: Histogram<u64>,
@@ -106,9 +110,10 @@ fn grouped(value: u64) -> String {
 }
 
 impl Report {
-    /// Messages verified per second, over the whole run.
+    /// Messages verified per second, over the measured part of the run.
     pub fn throughput_msgs_per_s(&self) -> f64 {
-        per_second(self.messages_verified as f64, self.duration)
+        let measured = self.messages_verified.saturating_sub(self.warmup_messages);
+        per_second(measured as f64, self.duration)
     }
 
     /// Value bytes verified per second, in MB (10^6 bytes).
@@ -167,6 +172,8 @@ impl Report {
             "offset_violations": self.violations.offset_violations,
             "errors": self.errors,
             "passed": self.problems().is_empty(),
+            "warmup_messages": self.warmup_messages,
+            "warmup_s": round3(self.warmup.as_secs_f64()),
             "duration_s": round3(self.duration.as_secs_f64()),
             "produce_duration_s": round3(self.produce_duration.as_secs_f64()),
             "throughput_msgs_per_s": round3(self.throughput_msgs_per_s()),
@@ -208,6 +215,14 @@ impl Report {
             self.duration.as_secs_f64(),
             self.produce_duration.as_secs_f64()
         )?;
+        if self.warmup_messages > 0 {
+            writeln!(
+                out,
+                "warm-up        {} messages in {:.2} s, not measured",
+                grouped(self.warmup_messages),
+                self.warmup.as_secs_f64()
+            )?;
+        }
         if let Some(dir) = &self.dir {
             writeln!(out, "data kept in {}", dir.display())?;
         }
