@@ -54,6 +54,7 @@ use tidelog_io::{FileId, OpenOptions, PortableStorage, Storage};
 
 use crate::config::TopicConfig;
 use crate::error::{Error, Result};
+use crate::partition::{SPARE_FILLING, SPARE_READY};
 use crate::record::{BATCH_HEADER_SIZE, BatchView, LOG_OVERHEAD};
 use crate::segment::index::{HEADER_SIZE, Index, IndexDamage, IndexEntry, OffsetEntry, TimeEntry};
 use crate::segment::scan::{ScanEnd, ScanStop, ScannedBatch, scan_log};
@@ -667,6 +668,9 @@ impl Inspector {
                 Some(SegmentFile::OffsetIndex(base) | SegmentFile::TimeIndex(base)) => {
                     indexes.push((base, path))
                 }
+                // The next segment, prepared ahead of the writer (or being prepared): part of
+                // a partition's normal state, holding no records yet.
+                None if entry.name == SPARE_READY || entry.name == SPARE_FILLING => {}
                 None if is_leftover(&entry.name) => self.warn(
                     &path,
                     None,
