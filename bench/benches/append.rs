@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main};
+use tidelog_bench::Xorshift;
 use tidelog_core::record::{BatchOptions, encode_batch};
 use tidelog_core::{
     AppendResult, Durability, Engine, EngineConfig, IoChoice, Pending, Record, TopicConfig,
@@ -85,21 +86,10 @@ impl Drop for Fixture {
     }
 }
 
-/// 1,000 distinct 100-byte values (xorshift bytes, so nothing is special-cased).
+/// 1,000 distinct 100-byte values.
 fn values() -> Vec<Vec<u8>> {
-    let mut state = 0x9e37_79b9_7f4a_7c15u64;
-    (0..RECORDS_PER_BATCH)
-        .map(|_| {
-            (0..VALUE_BYTES)
-                .map(|_| {
-                    state ^= state << 13;
-                    state ^= state >> 7;
-                    state ^= state << 17;
-                    state as u8
-                })
-                .collect()
-        })
-        .collect()
+    let mut random = Xorshift::new();
+    (0..RECORDS_PER_BATCH).map(|_| random.bytes(VALUE_BYTES)).collect()
 }
 
 /// The durability of the `i`-th of `iters` appends: the last waits for its write.

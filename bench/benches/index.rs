@@ -14,6 +14,7 @@ use std::hint::black_box;
 
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main};
+use tidelog_bench::Xorshift;
 use tidelog_core::limits::{INDEX_INTERVAL_BYTES, SEGMENT_SIZE_BYTES_DEFAULT};
 use tidelog_core::segment::index::{OffsetEntry, OffsetIndex, TimeEntry, TimeIndex, encode_file};
 
@@ -50,17 +51,10 @@ fn time_entries() -> Vec<TimeEntry> {
         .collect()
 }
 
-/// Deterministic uniform values in `0..bound` (xorshift64).
+/// Deterministic, uniform values in `0..bound`.
 fn random_below(bound: u64, count: usize) -> Vec<u64> {
-    let mut state = 0x9e37_79b9_7f4a_7c15u64;
-    (0..count)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state % bound
-        })
-        .collect()
+    let mut random = Xorshift::new();
+    (0..count).map(|_| random.next_u64() % bound).collect()
 }
 
 fn lookup(c: &mut Criterion) {
