@@ -141,7 +141,11 @@ impl Producer<'_> {
             self.shared.finish_warmup();
         }
         self.measuring = true;
-        let deadline = self.plan.duration.map(|d| Instant::now() + d);
+        // Every producer stops at the same moment: `duration` after measuring started (the
+        // start of the run without warm-up; now, if the run aborted while warming up).
+        let measure_from_ns = self.shared.measure_from_ns().min(self.shared.now_ns());
+        let measure_from = self.shared.start + Duration::from_nanos(measure_from_ns);
+        let deadline = self.plan.duration.map(|d| measure_from + d);
         self.send(&mut cursor, self.plan.messages, deadline);
     }
 
