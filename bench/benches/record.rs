@@ -10,6 +10,7 @@ use std::hint::black_box;
 
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main};
+use tidelog_bench::Xorshift;
 use tidelog_core::record::{BatchBuilder, BatchOptions, BatchView, Record, encode_batch};
 
 const TIMESTAMP_MS: i64 = 1_700_000_000_000;
@@ -23,16 +24,9 @@ struct Workload {
 
 impl Workload {
     fn new(name: &'static str, value_size: usize, count: usize) -> Workload {
-        // Deterministic, non-constant bytes (xorshift), so nothing compresses or special-cases.
-        let mut state = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next_byte = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        };
+        let mut random = Xorshift::new();
         let keys = (0..count).map(|i| format!("key-{i:06}").into_bytes()).collect();
-        let values = (0..count).map(|_| (0..value_size).map(|_| next_byte()).collect()).collect();
+        let values = (0..count).map(|_| random.bytes(value_size)).collect();
         Workload { name, keys, values }
     }
 

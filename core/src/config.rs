@@ -103,6 +103,23 @@ pub enum SegmentPreparation {
     ZeroFill,
 }
 
+impl SegmentPreparation {
+    /// Lower-case name, as used on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            SegmentPreparation::Grow => "grow",
+            SegmentPreparation::Fallocate => "fallocate",
+            SegmentPreparation::ZeroFill => "zero-fill",
+        }
+    }
+}
+
+impl fmt::Display for SegmentPreparation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 impl FromStr for SegmentPreparation {
     type Err = String;
     fn from_str(s: &str) -> std::result::Result<Self, String> {
@@ -452,5 +469,11 @@ mod tests {
         for io in [IoChoice::Auto, IoChoice::Uring, IoChoice::Portable] {
             assert_eq!(io.name().parse::<IoChoice>().unwrap(), io);
         }
+        for preparation in
+            [SegmentPreparation::Grow, SegmentPreparation::Fallocate, SegmentPreparation::ZeroFill]
+        {
+            assert_eq!(preparation.name().parse::<SegmentPreparation>().unwrap(), preparation);
+        }
+        assert!("zero".parse::<SegmentPreparation>().is_err());
     }
 }

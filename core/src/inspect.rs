@@ -55,6 +55,7 @@ use tidelog_io::{FileId, OpenOptions, Storage};
 
 use crate::config::{IoChoice, TopicConfig};
 use crate::error::{Error, Result};
+use crate::partition::{SPARE_FILLING, SPARE_READY};
 use crate::record::{BATCH_HEADER_SIZE, BatchView, LOG_OVERHEAD};
 use crate::segment::index::{HEADER_SIZE, Index, IndexDamage, IndexEntry, OffsetEntry, TimeEntry};
 use crate::segment::scan::{ScanEnd, ScanStop, ScannedBatch, scan_log};
@@ -674,6 +675,9 @@ impl Inspector {
                 Some(SegmentFile::OffsetIndex(base) | SegmentFile::TimeIndex(base)) => {
                     indexes.push((base, path))
                 }
+                // The next segment, prepared ahead of the writer (or being prepared): part of
+                // a partition's normal state, holding no records yet.
+                None if entry.name == SPARE_READY || entry.name == SPARE_FILLING => {}
                 None if is_leftover(&entry.name) => self.warn(
                     &path,
                     None,

@@ -150,6 +150,53 @@ fn loadgen_prints_a_table_and_keeps_the_directory_it_is_given() {
 }
 
 #[test]
+fn loadgen_runs_under_each_segment_preparation() {
+    let default = loadgen_json(&["--count", "200", "--message-size", "100"]);
+    assert_eq!(default["segment_preparation"], "grow", "the engine's default is reported");
+    for preparation in ["grow", "fallocate", "zero-fill"] {
+        // Small segments: several roll, so prepared spares are taken into use.
+        let result = loadgen_json(&[
+            "--count",
+            "3000",
+            "--message-size",
+            "1000",
+            "--segment-size-bytes",
+            "262144",
+            "--durability",
+            "durable",
+            "--segment-preparation",
+            preparation,
+        ]);
+        assert_clean_run(&result, 3000);
+        assert_eq!(result["segment_preparation"], preparation);
+        assert_eq!(result["segment_size_bytes"], 262144);
+    }
+}
+
+#[test]
+fn loadgen_warms_up_before_measuring() {
+    // Three producers share 2 warm-up messages: one has none, and must still take part.
+    for (warmup, producers) in [("1000", "1"), ("2", "3")] {
+        let result = loadgen_json(&[
+            "--count",
+            "2000",
+            "--warmup-messages",
+            warmup,
+            "--producers",
+            producers,
+            "--message-size",
+            "100",
+        ]);
+        let total = 2000 + warmup.parse::<u64>().unwrap();
+        assert_clean_run(&result, total);
+        assert_eq!(result["warmup_messages"], warmup.parse::<u64>().unwrap());
+        assert!(result["warmup_s"].as_f64().unwrap() > 0.0, "{result:#}");
+        // Only the measured messages have publish latencies.
+        assert_eq!(result["publish_latency_us"]["count"], 2000, "{result:#}");
+    }
+}
+
+#[test]
 fn loadgen_rejects_bad_arguments_with_a_reason() {
     for (args, says) in [
         (&["--message-size", "8"][..], "at least 32"),
@@ -157,6 +204,7 @@ fn loadgen_rejects_bad_arguments_with_a_reason() {
         (&["--durability", "sometimes"][..], "unknown durability"),
         (&["--count", "5", "--duration", "1s"][..], "cannot be used with"),
         (&["--io", "io-uring", "--count", "5"][..], "unknown I/O backend"),
+        (&["--segment-preparation", "zero"][..], "unknown preparation"),
     ] {
         let mut full = vec!["loadgen", "--quiet"];
         full.extend_from_slice(args);

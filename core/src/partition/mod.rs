@@ -40,6 +40,7 @@ use crate::record::{self, BatchView};
 use crate::segment::{self, Segment};
 
 pub(crate) use io::{RUN_NOW_TOKEN, ShardIo, ShardSettings, split_token};
+pub(crate) use prepare::{SPARE_FILLING, SPARE_READY};
 pub use read::{Fetch, FetchRecords, Isolation, ReadRequest};
 
 /// What an append returns: the offsets its records were given.

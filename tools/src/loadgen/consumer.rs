@@ -263,8 +263,10 @@ impl<'a> Consumer<'a> {
                     continue;
                 }
             }
-            let latency = received_ns.saturating_sub(message.send_ns).max(1);
-            self.outcome.end_to_end_latency.saturating_record(latency);
+            if message.send_ns >= self.shared.measure_from_ns() {
+                let latency = received_ns.saturating_sub(message.send_ns).max(1);
+                self.outcome.end_to_end_latency.saturating_record(latency);
+            }
             verified += 1;
         }
         // Continue after the last record returned, whatever happened to it.

@@ -16,13 +16,15 @@ mod verify;
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
 use hdrhistogram::Histogram;
 use tidelog_core::record::{BATCH_HEADER_SIZE, RECORD_OVERHEAD_MAX};
-use tidelog_core::{Durability, Engine, EngineConfig, IoChoice, TopicConfig, limits};
+use tidelog_core::{
+    Durability, Engine, EngineConfig, IoChoice, SegmentPreparation, TopicConfig, limits,
+};
 
 use crate::duration::parse_duration;
 pub use report::Report;
@@ -83,6 +85,10 @@ pub struct LoadgenConfig {
     /// Bytes of each record value.
     pub message_size_bytes: usize,
     pub stop: StopAfter,
+    /// Messages sent (and verified) before measuring starts, split across producers like
+    /// `--count`: they move the run past start-up effects (the first segment of a partition is
+    /// never prepared) and count in neither throughput nor latency.
+    pub warmup_messages: u64,
     pub durability: Durability,
     pub io: IoChoice,
     /// Shards; `None`: the engine's default.
@@ -93,6 +99,8 @@ pub struct LoadgenConfig {
     pub in_flight: usize,
     /// Segment size of the topic; `None`: the engine's default.
     pub segment_size_bytes: Option<u64>,
+    /// How the engine prepares segments ahead of the writer; `None`: the engine's default.
+    pub segment_preparation: Option<SegmentPreparation>,
     /// Print live progress on stderr.
     pub progress: bool,
 }
@@ -146,10 +154,21 @@ impl LoadgenConfig {
         Ok(())
     }
 
+    /// Producer `id`'s share of `total` messages.
+    fn share(&self, total: u64, id: u32) -> u64 {
+        let producers = u64::from(self.producers);
+        total / producers + u64::from(u64::from(id) < total % producers)
+    }
+
     /// Upper bound on an encoded batch of `batch_records` messages.
     fn batch_size_bytes_max(&self) -> u64 {
         let record = (self.message_size_bytes + RECORD_OVERHEAD_MAX) as u64;
         BATCH_HEADER_SIZE as u64 + u64::from(self.batch_records) * record
+    }
+
+    /// The segment preparation the engine runs with.
+    fn segment_preparation(&self) -> SegmentPreparation {
+        self.segment_preparation.unwrap_or(EngineConfig::default().segment_preparation)
     }
 
     /// The topic a run creates: the default, with room for the largest batch.
@@ -178,10 +197,14 @@ pub struct Shared {
     aborted: AtomicBool,
     /// Per partition, the offset the consumer must reach: set once the producers are done.
     pub targets: OnceLock<Vec<u64>>,
+    /// Producers still warming up.
+    warming_up: AtomicU32,
+    /// When measuring started (ns since `start`); `u64::MAX` while warming up.
+    measure_from_ns: AtomicU64,
 }
 
 impl Shared {
-    fn new() -> Self {
+    fn new(warming_up: u32) -> Self {
         Shared {
             start: Instant::now(),
             sent: AtomicU64::new(0),
@@ -189,6 +212,24 @@ impl Shared {
             verified: AtomicU64::new(0),
             aborted: AtomicBool::new(false),
             targets: OnceLock::new(),
+            warming_up: AtomicU32::new(warming_up),
+            measure_from_ns: AtomicU64::new(if warming_up == 0 { 0 } else { u64::MAX }),
+        }
+    }
+
+    /// Messages sent at or after this time (ns since `start`) are measured.
+    pub fn measure_from_ns(&self) -> u64 {
+        self.measure_from_ns.load(Ordering::Acquire)
+    }
+
+    /// A producer's warm-up messages are all acknowledged: wait until every producer's are (or
+    /// the run aborts), then measuring starts.
+    pub fn finish_warmup(&self) {
+        if self.warming_up.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.measure_from_ns.store(self.now_ns(), Ordering::Release);
+        }
+        while self.measure_from_ns() == u64::MAX && !self.aborted() {
+            std::thread::sleep(Duration::from_micros(100));
         }
     }
 
@@ -227,7 +268,8 @@ pub fn run(config: &LoadgenConfig) -> anyhow::Result<Report> {
             temporary.path().to_path_buf()
         }
     };
-    let mut engine_config = EngineConfig::default().io(config.io);
+    let mut engine_config =
+        EngineConfig::default().io(config.io).segment_preparation(config.segment_preparation());
     if let Some(shards) = config.shards {
         engine_config = engine_config.shards(shards);
     }
@@ -255,23 +297,20 @@ fn run_on(engine: &Engine, config: &LoadgenConfig) -> anyhow::Result<Report> {
     engine
         .create_topic(TOPIC, config.topic_config())
         .with_context(|| format!("creating topic {TOPIC:?}"))?;
-    let shared = Shared::new();
-    let deadline = match config.stop {
-        StopAfter::Duration(duration) => Some(shared.start + duration),
-        StopAfter::Count(_) => None,
-    };
+    let shared = Shared::new(if config.warmup_messages > 0 { config.producers } else { 0 });
     let plans: Vec<producer::ProducerPlan> = (0..config.producers)
         .map(|id| producer::ProducerPlan {
             id,
             partitions: producer::partitions_of(id, config.producers, config.partitions),
+            warmup_messages: config.share(config.warmup_messages, id),
             messages: match config.stop {
-                StopAfter::Count(count) => {
-                    let producers = u64::from(config.producers);
-                    Some(count / producers + u64::from(u64::from(id) < count % producers))
-                }
+                StopAfter::Count(count) => Some(config.share(count, id)),
                 StopAfter::Duration(_) => None,
             },
-            deadline,
+            duration: match config.stop {
+                StopAfter::Duration(duration) => Some(duration),
+                StopAfter::Count(_) => None,
+            },
         })
         .collect();
     let mut progress = Progress::new(config.progress, &shared);
@@ -321,6 +360,13 @@ fn run_on(engine: &Engine, config: &LoadgenConfig) -> anyhow::Result<Report> {
         anyhow::Ok((producers, produce_ns, consumer, finish_ns))
     })?;
 
+    // Without warm-up, 0. With it, set unless the run aborted while warming up: then the
+    // whole run is the measured window (and it failed anyway).
+    let measure_from_ns = match shared.measure_from_ns() {
+        u64::MAX => 0,
+        ns => ns.min(produce_ns),
+    };
+
     // Lost: acknowledged, never consumed.
     let mut violations = consumer.violations;
     let partitions = config.partitions as usize;
@@ -347,6 +393,7 @@ fn run_on(engine: &Engine, config: &LoadgenConfig) -> anyhow::Result<Report> {
         batch_records: config.batch_records,
         in_flight: config.in_flight,
         segment_size_bytes: config.topic_config().segment_size_bytes,
+        segment_preparation: config.segment_preparation(),
         durability: config.durability,
         io_backend: engine.backend(),
         shards: engine.shard_count(),
@@ -356,8 +403,10 @@ fn run_on(engine: &Engine, config: &LoadgenConfig) -> anyhow::Result<Report> {
         violations,
         samples: consumer.samples,
         errors,
-        duration: Duration::from_nanos(finish_ns),
-        produce_duration: Duration::from_nanos(produce_ns),
+        warmup_messages: config.warmup_messages,
+        warmup: Duration::from_nanos(measure_from_ns),
+        duration: Duration::from_nanos(finish_ns - measure_from_ns),
+        produce_duration: Duration::from_nanos(produce_ns - measure_from_ns),
         publish_latency,
         end_to_end_latency: consumer.end_to_end_latency,
         dir: None,
@@ -500,10 +549,25 @@ pub struct LoadgenArgs {
     #[arg(long, value_name = "N", default_value_t = IN_FLIGHT_DEFAULT)]
     pub in_flight: usize,
 
+    /// Messages to send before measuring starts, split evenly across producers. They are
+    /// verified like all others but count in neither throughput nor latency; --count and
+    /// --duration apply to the measured part. Use it to get past start-up effects: a
+    /// partition's first segment is never prepared (see --segment-preparation), so
+    /// measuring a policy needs at least one segment's worth of warm-up
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub warmup_messages: u64,
+
     /// Segment size of the topic, in bytes: small segments exercise rolls and segment closes
     /// under load [default: the engine's, 268435456]
     #[arg(long, value_name = "BYTES")]
     pub segment_size_bytes: Option<u64>,
+
+    /// How segments are prepared before the writer reaches them: grow (an empty file that
+    /// appends extend), fallocate (the whole segment allocated, unwritten extents), zero-fill
+    /// (zeros written over it in the background, so appends land in blocks that hold data)
+    /// [default: the engine's, grow]
+    #[arg(long, value_name = "grow|fallocate|zero-fill")]
+    pub segment_preparation: Option<SegmentPreparation>,
 
     /// Also write the results as JSON to FILE
     #[arg(long, value_name = "FILE")]
@@ -527,12 +591,14 @@ impl LoadgenArgs {
                 (None, Some(duration)) => StopAfter::Duration(duration),
                 (None, None) => StopAfter::Duration(DURATION_DEFAULT),
             },
+            warmup_messages: self.warmup_messages,
             durability: self.durability,
             io: self.io,
             shards: self.shards,
             batch_records: self.batch,
             in_flight: self.in_flight,
             segment_size_bytes: self.segment_size_bytes,
+            segment_preparation: self.segment_preparation,
             progress: !self.quiet,
         }
     }

@@ -18,10 +18,12 @@ pub struct ProducerPlan {
     pub id: u32,
     /// Partitions it appends to, in turn.
     pub partitions: Vec<u32>,
-    /// Messages to send (`None`: until the deadline).
+    /// Messages to send before measuring (see [`LoadgenConfig::warmup_messages`]).
+    pub warmup_messages: u64,
+    /// Messages to send once measuring (`None`: for `duration`).
     pub messages: Option<u64>,
-    /// When to stop sending.
-    pub deadline: Option<Instant>,
+    /// How long to send once measuring.
+    pub duration: Option<Duration>,
 }
 
 /// The partitions producer `id` of `producers` appends to: `id, id + producers, …` — every
@@ -70,6 +72,16 @@ struct InFlight {
     sent: Sent,
 }
 
+/// Where a producer is in its stream of messages, across warm-up and measured phases.
+struct Cursor {
+    /// Message values, reused batch after batch.
+    values: Vec<Vec<u8>>,
+    /// Next sequence number per partition slot.
+    sequences: Vec<u64>,
+    /// The partition slot appended to next.
+    turn: usize,
+}
+
 struct Producer<'a> {
     engine: &'a Engine,
     topic: &'a str,
@@ -78,6 +90,8 @@ struct Producer<'a> {
     plan: ProducerPlan,
     in_flight: Vec<InFlight>,
     spare_signals: Vec<Arc<Signal>>,
+    /// Record publish latencies (false while warming up).
+    measuring: bool,
     outcome: ProducerOutcome,
 }
 
@@ -105,6 +119,7 @@ pub fn run(
         plan,
         in_flight: Vec::with_capacity(config.in_flight),
         spare_signals: Vec::new(),
+        measuring: false,
         outcome,
     };
     producer.send_all();
@@ -114,24 +129,45 @@ pub fn run(
 impl Producer<'_> {
     fn send_all(&mut self) {
         let batch = self.config.batch_records as usize;
-        let mut values = vec![vec![0u8; self.config.message_size_bytes]; batch];
-        let mut sequences = vec![0u64; self.plan.partitions.len()];
-        let mut remaining = self.plan.messages;
-        let mut turn = 0usize;
+        let mut cursor = Cursor {
+            values: vec![vec![0u8; self.config.message_size_bytes]; batch],
+            sequences: vec![0u64; self.plan.partitions.len()],
+            turn: 0,
+        };
+        if self.config.warmup_messages > 0 {
+            // Every producer takes part, also one whose share is zero: measuring starts when
+            // all of them are done.
+            self.send(&mut cursor, Some(self.plan.warmup_messages), None);
+            self.shared.finish_warmup();
+        }
+        self.measuring = true;
+        // Every producer stops at the same moment: `duration` after measuring started (the
+        // start of the run without warm-up; now, if the run aborted while warming up).
+        let measure_from_ns = self.shared.measure_from_ns().min(self.shared.now_ns());
+        let measure_from = self.shared.start + Duration::from_nanos(measure_from_ns);
+        let deadline = self.plan.duration.map(|d| measure_from + d);
+        self.send(&mut cursor, self.plan.messages, deadline);
+    }
+
+    /// Send `messages` (or until `deadline`) and wait for every acknowledgement.
+    fn send(&mut self, cursor: &mut Cursor, messages: Option<u64>, deadline: Option<Instant>) {
+        let batch = self.config.batch_records as usize;
+        let Cursor { values, sequences, turn } = cursor;
+        let mut remaining = messages;
         loop {
             self.reap(false);
             if self.shared.aborted() || remaining == Some(0) {
                 break;
             }
-            if self.plan.deadline.is_some_and(|d| Instant::now() >= d) {
+            if deadline.is_some_and(|d| Instant::now() >= d) {
                 break;
             }
             if self.in_flight.len() >= self.config.in_flight {
                 self.reap(true);
                 continue;
             }
-            let slot = turn;
-            turn = (turn + 1) % self.plan.partitions.len();
+            let slot = *turn;
+            *turn = (*turn + 1) % self.plan.partitions.len();
             let partition = self.plan.partitions[slot];
             let count = remaining.map_or(batch as u64, |r| r.min(batch as u64));
             let first = sequences[slot];
@@ -140,11 +176,11 @@ impl Producer<'_> {
                 partition,
                 sequence: first + k,
             });
-            for (id, value) in ids.clone().zip(&mut values) {
+            for (id, value) in ids.clone().zip(values.iter_mut()) {
                 message::write_filler(id, &mut value[HEADER_BYTES..]);
             }
             let send_ns = self.shared.now_ns();
-            for (id, value) in ids.zip(&mut values) {
+            for (id, value) in ids.zip(values.iter_mut()) {
                 message::seal(value, id, send_ns);
             }
             let records: Vec<Record<'_>> =
@@ -223,8 +259,10 @@ impl Producer<'_> {
     ) {
         match result {
             Ok(appended) => {
-                let latency = acked_ns.saturating_sub(append.send_ns).max(1);
-                self.outcome.publish_latency.saturating_record_n(latency, append.count);
+                if self.measuring {
+                    let latency = acked_ns.saturating_sub(append.send_ns).max(1);
+                    self.outcome.publish_latency.saturating_record_n(latency, append.count);
+                }
                 let acks = &mut self.outcome.partitions[append.slot];
                 acks.acked += append.count;
                 acks.end_offset = acks.end_offset.max(appended.last_offset + 1);

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use hdrhistogram::Histogram;
 use serde_json::{Value, json};
-use tidelog_core::{BackendKind, Durability};
+use tidelog_core::{BackendKind, Durability, SegmentPreparation};
 
 use super::Scenario;
 use super::verify::Violations;
@@ -32,6 +32,7 @@ pub struct Report {
     pub batch_records: u32,
     pub in_flight: usize,
     pub segment_size_bytes: u64,
+    pub segment_preparation: SegmentPreparation,
     pub durability: Durability,
     pub io_backend: BackendKind,
     pub shards: usize,
@@ -43,9 +44,13 @@ pub struct Report {
     pub samples: Vec<String>,
     /// Engine errors and other failures.
     pub errors: Vec<String>,
-    /// From the start until the consumer caught up (or gave up).
+    /// Messages sent before measuring started (included in the message counts above).
+    pub warmup_messages: u64,
+    /// From the start until measuring started (zero without warm-up).
+    pub warmup: Duration,
+    /// From the start of measuring until the consumer caught up (or gave up).
     pub duration: Duration,
-    /// From the start until the last producer finished.
+    /// From the start of measuring until the last producer finished.
     pub produce_duration: Duration,
     /// Nanoseconds, send → acknowledged.
     pub publish_latency: Histogram<u64>,
@@ -105,9 +110,10 @@ fn grouped(value: u64) -> String {
 }
 
 impl Report {
-    /// Messages verified per second, over the whole run.
+    /// Messages verified per second, over the measured part of the run.
     pub fn throughput_msgs_per_s(&self) -> f64 {
-        per_second(self.messages_verified as f64, self.duration)
+        let measured = self.messages_verified.saturating_sub(self.warmup_messages);
+        per_second(measured as f64, self.duration)
     }
 
     /// Value bytes verified per second, in MB (10^6 bytes).
@@ -152,6 +158,7 @@ impl Report {
             "batch_records": self.batch_records,
             "in_flight": self.in_flight,
             "segment_size_bytes": self.segment_size_bytes,
+            "segment_preparation": self.segment_preparation.name(),
             "durability": self.durability.name(),
             "io_backend": self.io_backend.name(),
             "shards": self.shards,
@@ -165,6 +172,8 @@ impl Report {
             "offset_violations": self.violations.offset_violations,
             "errors": self.errors,
             "passed": self.problems().is_empty(),
+            "warmup_messages": self.warmup_messages,
+            "warmup_s": round3(self.warmup.as_secs_f64()),
             "duration_s": round3(self.duration.as_secs_f64()),
             "produce_duration_s": round3(self.produce_duration.as_secs_f64()),
             "throughput_msgs_per_s": round3(self.throughput_msgs_per_s()),
@@ -195,15 +204,25 @@ impl Report {
         )?;
         writeln!(
             out,
-            "durability {} · io {} · {} shard(s) · batch {} · in-flight {} · {:.2} s ({:.2} s producing)",
+            "durability {} · io {} · {} shard(s) · batch {} · in-flight {} · segments {} B, {} · {:.2} s ({:.2} s producing)",
             self.durability,
             self.io_backend,
             self.shards,
             self.batch_records,
             self.in_flight,
+            self.segment_size_bytes,
+            self.segment_preparation,
             self.duration.as_secs_f64(),
             self.produce_duration.as_secs_f64()
         )?;
+        if self.warmup_messages > 0 {
+            writeln!(
+                out,
+                "warm-up        {} messages in {:.2} s, not measured",
+                grouped(self.warmup_messages),
+                self.warmup.as_secs_f64()
+            )?;
+        }
         if let Some(dir) = &self.dir {
             writeln!(out, "data kept in {}", dir.display())?;
         }
