@@ -698,7 +698,7 @@ impl Inner {
         }
         for (index, shard) in self.shards.iter().enumerate() {
             shard.join();
-            if let Some(reason) = shard.mailbox.stopped().filter(|r| r.starts_with("panicked")) {
+            if let Some(reason) = shard.mailbox.stopped().filter(|r| *r != "shut down") {
                 result = result
                     .and(Err(Error::ShardStopped { shard: index, reason: reason.to_string() }));
             }
