@@ -3,7 +3,8 @@
 //! (The first io_uring version sealed a buffer per round while waiting; after enough rounds
 //! the chain was longer than the submission queue and never went out.)
 //!
-//! A storage wrapper holds `fdatasync` completions back while the test says so; shards run
+//! A storage wrapper holds `fdatasync` completions back while the test says so (and never
+//! looks idle, so the engine submits its syncs rather than running them inline); shards run
 //! manually, so the test decides what happens between rounds.
 
 use std::io;
@@ -22,6 +23,8 @@ use tidelog_io::{
 /// Delegates to a simulated storage, but keeps `fdatasync` completions while `hold` is set.
 struct HoldSyncs {
     inner: Box<dyn Storage>,
+    /// Pretend one operation is always in flight (shard storages, not the control one).
+    busy: bool,
     hold: Arc<AtomicBool>,
     syncs: Arc<Mutex<Vec<u64>>>,
     held: Vec<Completion>,
@@ -52,11 +55,13 @@ impl Storage for HoldSyncs {
         }
         self.inner.submit(submission)
     }
+    // Never idle: an idle shard syncs inline (`sync_data_now`), which this test must not
+    // take; a busy one submits the fdatasync and keeps working while it is in flight.
     fn in_flight(&self) -> usize {
-        self.inner.in_flight() + self.held.len()
+        self.inner.in_flight() + self.held.len() + usize::from(self.busy)
     }
     fn queue_depth(&self) -> usize {
-        self.inner.queue_depth()
+        self.inner.queue_depth() + usize::from(self.busy)
     }
     fn complete(&mut self, out: &mut Vec<Completion>, wait: Wait) -> io::Result<usize> {
         let before = out.len();
@@ -114,6 +119,7 @@ impl Storage for HoldSyncs {
 struct HoldFactory {
     disk: SimDisk,
     hold: Arc<AtomicBool>,
+    made: std::sync::atomic::AtomicUsize,
 }
 
 impl StorageFactory for HoldFactory {
@@ -121,8 +127,11 @@ impl StorageFactory for HoldFactory {
         BackendKind::Simulated
     }
     fn create(&self) -> io::Result<Box<dyn Storage>> {
+        // The first storage is the engine's control storage (topic metadata): not busy.
+        let busy = self.made.fetch_add(1, Ordering::SeqCst) > 0;
         Ok(Box::new(HoldSyncs {
             inner: Box::new(self.disk.storage()),
+            busy,
             hold: self.hold.clone(),
             syncs: Default::default(),
             held: Vec::new(),
@@ -140,7 +149,8 @@ impl std::fmt::Debug for HoldSyncs {
 fn appends_arriving_during_a_slow_fdatasync_go_out_together() {
     for direct in [false, true] {
         let hold = Arc::new(AtomicBool::new(false));
-        let factory = HoldFactory { disk: SimDisk::new(5), hold: hold.clone() };
+        let factory =
+            HoldFactory { disk: SimDisk::new(5), hold: hold.clone(), made: Default::default() };
         let config = EngineConfig::default()
             .shards(1)
             .manual_shards(true)

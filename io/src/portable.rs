@@ -308,6 +308,10 @@ impl Storage for PortableStorage {
         self.parker.clone()
     }
 
+    fn sync_data_now(&mut self, file: FileId) -> io::Result<()> {
+        self.get(file)?.file.sync_data()
+    }
+
     fn create_dir_all(&mut self, path: &Path) -> io::Result<()> {
         fs::create_dir_all(path)
     }

@@ -314,6 +314,26 @@ pub trait Storage: Send {
     /// What wakes this storage's owner from [`Wait::Idle`], for other threads to hold.
     fn waker(&self) -> std::sync::Arc<dyn Wake>;
 
+    /// `fdatasync` on the calling thread, now, for a caller with nothing else in flight. On
+    /// io_uring an `IORING_OP_FSYNC` always goes to a kernel worker thread (fsync cannot be
+    /// done without blocking), costing two thread hand-offs; when nothing else is in flight a
+    /// plain system call is cheaper. The default submits the operation and waits for it.
+    fn sync_data_now(&mut self, file: FileId) -> io::Result<()> {
+        assert_eq!(self.in_flight(), 0, "sync_data_now needs an idle storage");
+        const TOKEN: u64 = u64::MAX;
+        if self.submit(Submission::new(TOKEN, Op::SyncData { file })).is_err() {
+            return Err(io::Error::other("fdatasync rejected by an idle queue"));
+        }
+        let mut out = Vec::with_capacity(1);
+        loop {
+            self.complete(&mut out, Wait::One)?;
+            if let Some(done) = out.pop() {
+                assert_eq!(done.token, TOKEN, "unexpected completion during sync_data_now");
+                return done.result.map(|_| ());
+            }
+        }
+    }
+
     /// A buffer of at least `len` bytes (length 0) suited to this storage's data operations.
     /// Backends with registered buffers (io_uring) hand out a slot of their pre-registered pool
     /// when `len` fits a slot and one is free, so the operation can skip the kernel's

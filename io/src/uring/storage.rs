@@ -936,6 +936,12 @@ impl Storage for UringStorage {
         self.waker.clone()
     }
 
+    fn sync_data_now(&mut self, file: FileId) -> io::Result<()> {
+        assert_eq!(self.in_flight, 0, "sync_data_now needs an idle storage");
+        self.stats.syncs += 1;
+        self.get(file)?.file.sync_data()
+    }
+
     fn alloc_buf(&mut self, len: usize) -> AlignedBuf {
         if let Some(buf) = self.pool.as_ref().and_then(|pool| pool.alloc(len)) {
             self.stats.pool_allocs += 1;
