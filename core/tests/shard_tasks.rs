@@ -106,3 +106,25 @@ fn a_task_on_the_wrong_shard_gets_an_error() {
             .is_err()
     );
 }
+
+#[test]
+fn an_idle_shard_wakes_for_a_sleeping_task() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    struct Sleeper(Arc<AtomicU64>);
+    impl ShardTask for Sleeper {
+        fn poll(&mut self, _ctx: &mut ShardContext<'_>) -> TaskPoll {
+            self.0.fetch_add(1, Ordering::Relaxed);
+            TaskPoll::Sleep(std::time::Duration::from_millis(1))
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(dir.path(), EngineConfig::default().shards(1)).unwrap();
+    let polls = Arc::new(AtomicU64::new(0));
+    engine.spawn_on_shard(0, Box::new(Sleeper(polls.clone()))).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    // About 300 expected; an idle shard that ignored task deadlines polled it once a second.
+    let polled = polls.load(Ordering::Relaxed);
+    assert!(polled > 30, "a task sleeping 1 ms was polled {polled} times in 300 ms");
+    engine.close().unwrap();
+}

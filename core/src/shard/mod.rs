@@ -397,7 +397,8 @@ impl Shard {
         }
         // Nothing to do: sleep until a completion, a request or the next deadline.
         if self.mailbox.going_to_sleep() {
-            let deadline = [Some(self.next_maintenance_ns), self.next_read_deadline()]
+            let next_task = self.tasks.iter().map(|(_, at)| *at).min();
+            let deadline = [Some(self.next_maintenance_ns), self.next_read_deadline(), next_task]
                 .into_iter()
                 .flatten()
                 .min();
