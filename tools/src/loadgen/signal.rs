@@ -4,6 +4,9 @@
 //! shard wakes it the moment it answers, on the shard's thread. So the completion time is taken
 //! there, not whenever the waiting thread gets round to looking — an honest ack time even with
 //! dozens of appends outstanding and a thread busy sending the next ones.
+//!
+//! A producer running *on* a shard uses a [`Signal::recorder`]: it only records the time (the
+//! shard's thread is the one completing it, and the shard polls its tasks itself).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -19,13 +22,23 @@ pub struct Signal {
     /// Nanoseconds since `start` when woken; 0 until then.
     fired_ns: AtomicU64,
     start: Instant,
-    thread: Thread,
+    /// Woken when it fires; `None`: only record the time.
+    thread: Option<Thread>,
 }
 
 impl Signal {
     /// A signal that wakes the calling thread.
     pub fn for_current_thread(start: Instant) -> Arc<Signal> {
-        Arc::new(Signal { fired_ns: AtomicU64::new(0), start, thread: std::thread::current() })
+        Arc::new(Signal {
+            fired_ns: AtomicU64::new(0),
+            start,
+            thread: Some(std::thread::current()),
+        })
+    }
+
+    /// A signal that only records when it fired.
+    pub fn recorder(start: Instant) -> Arc<Signal> {
+        Arc::new(Signal { fired_ns: AtomicU64::new(0), start, thread: None })
     }
 
     /// When it was woken (nanoseconds since the start), if it was.
@@ -60,7 +73,9 @@ impl Wake for Signal {
         // 0 means "not fired": a completion in the very first nanosecond reads as 1.
         let ns = u64::try_from(self.start.elapsed().as_nanos()).unwrap_or(u64::MAX).max(1);
         self.fired_ns.store(ns, Ordering::Release);
-        self.thread.unpark();
+        if let Some(thread) = &self.thread {
+            thread.unpark();
+        }
     }
 }
 
