@@ -278,6 +278,10 @@ fn loadgen_open_loop_runs_at_the_rate() {
         assert_clean_run(&result, 4000);
         assert_eq!(result["rate_msgs_per_s"], 4000.0);
         assert_eq!(result["publish_latency_us"]["count"], 4000);
+        assert_eq!(result["send_lateness_us"]["count"], 4000, "{result:#}");
+        let lateness = result["send_lateness_us"]["p50"].as_f64().unwrap();
+        let publish = result["publish_latency_us"]["p50"].as_f64().unwrap();
+        assert!(lateness <= publish, "{scenario}: lateness is part of publish latency");
         // Open loop sends on schedule however fast the engine is, so throughput is the rate —
         // a little under: the measured time also covers the consumer's catch-up and its last
         // 20 ms poll. The band is loose for slow, shared CI machines: a producer stalled for
@@ -290,6 +294,7 @@ fn loadgen_open_loop_runs_at_the_rate() {
     let explicit = loadgen_json(&["--max", "--count", "100", "--message-size", "100"]);
     assert_clean_run(&explicit, 100);
     assert_eq!(explicit["rate_msgs_per_s"], Value::Null);
+    assert_eq!(explicit["send_lateness_us"]["count"], 0, "closed loop has no schedule");
 }
 
 #[test]

@@ -458,13 +458,12 @@ fn run_on(engine: &Engine, config: &LoadgenConfig) -> anyhow::Result<Report> {
             violations.lost += acks.acked.saturating_sub(tracker.received());
         }
     }
-    let mut publish_latency = latency_histogram();
-    let mut errors = Vec::new();
+    let mut all = producer::ProducerOutcome::new(Vec::new());
     for producer in &producers {
-        // Both histograms have the same bounds, so adding cannot fail.
-        publish_latency.add(&producer.publish_latency).expect("same histogram bounds");
-        errors.extend(producer.error.clone());
+        all.publish_latency.add(&producer.publish_latency).expect("same histogram bounds");
+        all.send_lateness.add(&producer.send_lateness).expect("same histogram bounds");
     }
+    let mut errors: Vec<String> = producers.iter().filter_map(|p| p.error.clone()).collect();
     errors.extend(consumer.error.clone());
     Ok(Report {
         scenario: config.scenario,
@@ -491,7 +490,8 @@ fn run_on(engine: &Engine, config: &LoadgenConfig) -> anyhow::Result<Report> {
         warmup: Duration::from_nanos(measure_from_ns),
         duration: Duration::from_nanos(finish_ns - measure_from_ns),
         produce_duration: Duration::from_nanos(produce_ns - measure_from_ns),
-        publish_latency,
+        publish_latency: all.publish_latency,
+        send_lateness: all.send_lateness,
         end_to_end_latency: consumer.end_to_end_latency,
         dir: None,
     })

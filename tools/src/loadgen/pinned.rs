@@ -9,7 +9,7 @@
 //! sends at most [`APPENDS_PER_POLL_MAX`] appends, then returns `Ready` if more are due now,
 //! `Sleep` until the next is scheduled (open loop), or `Sleep(0)` — "after the shard's next
 //! event" — while it waits for acknowledgements, which arrive as completions on the same
-//! shard. Acknowledgements are timed on the shard by [`Signal::recorder`] wakers: publish
+//! shard. Acknowledgements are timed on the shard by recording wakers (`Signal::recorder`): publish
 //! latency is scheduled send → ack observed on the shard. A finished task sends its counts
 //! over a channel.
 //!
@@ -33,7 +33,6 @@ use tidelog_core::{Engine, LocalTarget, ShardContext, ShardTask, TaskPoll};
 
 use super::producer::{ProducerOutcome, ProducerPlan, Stream};
 use super::schedule::Phase;
-use super::signal::Signal;
 use super::{LoadgenConfig, Shared, TOPIC, precise_sleeps};
 
 /// Most appends one poll of a producer task makes: bounds how long it holds the shard.
@@ -167,7 +166,7 @@ impl ProducerTask {
             // peek_owned returns only the slots on this shard, and those have a target.
             let target = self.targets[append.slot].as_ref().expect("a target on this shard");
             let pending = ctx.append(target, &self.stream.records(&append), self.stream.durability);
-            self.stream.sent(&append, send_ns, pending);
+            self.stream.sent(&append, send_ns, now, pending);
             self.phase.advance();
             appended += 1;
         }
@@ -192,16 +191,7 @@ impl ProducerTask {
     }
 
     fn finish(&mut self) {
-        let outcome = std::mem::replace(
-            &mut self.stream.outcome,
-            ProducerOutcome {
-                sent: 0,
-                acked: 0,
-                partitions: Vec::new(),
-                publish_latency: super::latency_histogram(),
-                error: None,
-            },
-        );
+        let outcome = std::mem::replace(&mut self.stream.outcome, ProducerOutcome::new(Vec::new()));
         // The receiver is gone only if the run ended without waiting: nobody to tell.
         let _ = self.report.send((self.plan.id, outcome));
         self.clock.done.store(true, Ordering::SeqCst);
@@ -325,7 +315,7 @@ pub fn run<'scope>(
             group.plan.id,
             group.plan.partitions.clone(),
             &group.owned,
-            Signal::recorder,
+            None,
         );
         let warming_up = config.warmup_messages > 0;
         let phase = Phase::new(
@@ -360,22 +350,14 @@ pub fn run<'scope>(
         }
     }
     drop(report);
-    let mut outcomes: Vec<ProducerOutcome> = plans
-        .iter()
-        .map(|_| ProducerOutcome {
-            sent: 0,
-            acked: 0,
-            partitions: Vec::new(),
-            publish_latency: super::latency_histogram(),
-            error: None,
-        })
-        .collect();
+    let mut outcomes: Vec<ProducerOutcome> =
+        plans.iter().map(|_| ProducerOutcome::new(Vec::new())).collect();
     let mut received = 0;
     while received < expected {
         match reports.recv_timeout(Duration::from_millis(20)) {
             Ok((id, outcome)) => {
                 received += 1;
-                merge(&mut outcomes[id as usize], outcome);
+                outcomes[id as usize].merge(outcome);
             }
             Err(mpsc::RecvTimeoutError::Timeout) => wait(),
             Err(mpsc::RecvTimeoutError::Disconnected) => {
@@ -395,18 +377,6 @@ pub fn run<'scope>(
         alarm.thread().unpark();
     }
     Ok(outcomes)
-}
-
-/// Add what one task of a producer did to the producer's outcome.
-fn merge(into: &mut ProducerOutcome, from: ProducerOutcome) {
-    into.sent += from.sent;
-    into.acked += from.acked;
-    into.partitions.extend(from.partitions);
-    // Both histograms have the same bounds, so adding cannot fail.
-    into.publish_latency.add(&from.publish_latency).expect("same histogram bounds");
-    if into.error.is_none() {
-        into.error = from.error;
-    }
 }
 
 /// A shard's alarm: poke the shard when a task on it is due and has not been polled (see the

@@ -9,14 +9,14 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::task::Poll;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use hdrhistogram::Histogram;
 use tidelog_core::{AppendResult, Durability, Engine, Pending, Record};
 
 use super::message::{self, HEADER_BYTES, MessageId};
 use super::schedule::{Append, Phase};
-use super::signal::Signal;
+use super::signal::{Signal, Waiter};
 use super::{LoadgenConfig, Shared, latency_histogram, precise_sleeps};
 
 /// What one producer does.
@@ -61,7 +61,37 @@ pub struct ProducerOutcome {
     pub acked: u64,
     pub partitions: Vec<PartitionAcks>,
     pub publish_latency: Histogram<u64>,
+    /// Open loop: nanoseconds from each append's scheduled time to when the producer began
+    /// it (waking late, or behind). Empty in closed loop.
+    pub send_lateness: Histogram<u64>,
     pub error: Option<String>,
+}
+
+impl ProducerOutcome {
+    /// Nothing sent yet, to `partitions`.
+    pub fn new(partitions: Vec<PartitionAcks>) -> Self {
+        ProducerOutcome {
+            sent: 0,
+            acked: 0,
+            partitions,
+            publish_latency: latency_histogram(),
+            send_lateness: latency_histogram(),
+            error: None,
+        }
+    }
+
+    /// Add what another sender of the same producer did.
+    pub fn merge(&mut self, other: ProducerOutcome) {
+        self.sent += other.sent;
+        self.acked += other.acked;
+        self.partitions.extend(other.partitions);
+        // All histograms have the same bounds, so adding cannot fail.
+        self.publish_latency.add(&other.publish_latency).expect("same histogram bounds");
+        self.send_lateness.add(&other.send_lateness).expect("same histogram bounds");
+        if self.error.is_none() {
+            self.error = other.error;
+        }
+    }
 }
 
 /// An append made.
@@ -99,7 +129,9 @@ pub struct Stream {
     acks_at: Vec<Option<usize>>,
     in_flight: Vec<InFlight>,
     spare_signals: Vec<Arc<Signal>>,
-    new_signal: fn(Instant) -> Arc<Signal>,
+    /// Woken by acknowledgements while it waits for them; `None`: signals only record (a
+    /// producer on a shard).
+    waiter: Option<Arc<Waiter>>,
     /// Record publish latencies (false while warming up).
     pub measuring: bool,
     pub outcome: ProducerOutcome,
@@ -107,15 +139,15 @@ pub struct Stream {
 
 impl Stream {
     /// The stream of producer `producer` to `partitions`, acknowledging only `acked_slots`
-    /// (the slots this sender appends to). `new_signal` makes the signals that time the
-    /// acknowledgements.
+    /// (the slots this sender appends to). Acknowledgements wake `waiter` while it waits for
+    /// them (`None`: nobody to wake).
     pub fn new(
         config: &LoadgenConfig,
         shared: Arc<Shared>,
         producer: u32,
         partitions: Vec<u32>,
         acked_slots: &[bool],
-        new_signal: fn(Instant) -> Arc<Signal>,
+        waiter: Option<Arc<Waiter>>,
     ) -> Stream {
         let mut acks = Vec::new();
         let mut acks_at = Vec::with_capacity(partitions.len());
@@ -137,15 +169,9 @@ impl Stream {
             acks_at,
             in_flight: Vec::with_capacity(config.in_flight),
             spare_signals: Vec::new(),
-            new_signal,
+            waiter,
             measuring: false,
-            outcome: ProducerOutcome {
-                sent: 0,
-                acked: 0,
-                partitions: acks,
-                publish_latency: latency_histogram(),
-                error: None,
-            },
+            outcome: ProducerOutcome::new(acks),
         }
     }
 
@@ -189,18 +215,30 @@ impl Stream {
         self.values[..append.count as usize].iter().map(|v| Record::new(v)).collect()
     }
 
-    /// The prepared `append`, stamped `send_ns`, was made: count it, and keep it until it is
-    /// acknowledged.
-    pub fn sent(&mut self, append: &Append, send_ns: u64, mut pending: Pending<AppendResult>) {
+    /// The prepared `append`, stamped `send_ns`, was made, begun at `begun_ns`: count it,
+    /// and keep it until it is acknowledged.
+    pub fn sent(
+        &mut self,
+        append: &Append,
+        send_ns: u64,
+        begun_ns: u64,
+        mut pending: Pending<AppendResult>,
+    ) {
         debug_assert_eq!(self.prepared, Some(append.index));
+        if self.measuring && append.due_ns.is_some() {
+            let lateness = begun_ns.saturating_sub(send_ns).max(1);
+            self.outcome.send_lateness.saturating_record_n(lateness, append.count);
+        }
         assert!(self.acks_at[append.slot].is_some(), "an append to a slot of another sender");
         self.prepared = None;
         self.sequences[append.slot] += append.count;
         self.outcome.sent += append.count;
         self.shared.sent.fetch_add(append.count, Ordering::Relaxed);
         let sent = Sent { send_ns, slot: append.slot, count: append.count };
-        let signal =
-            self.spare_signals.pop().unwrap_or_else(|| (self.new_signal)(self.shared.start));
+        let signal = self.spare_signals.pop().unwrap_or_else(|| match &self.waiter {
+            Some(waiter) => Signal::waking(self.shared.start, waiter.clone()),
+            None => Signal::recorder(self.shared.start),
+        });
         match signal.poll(&mut pending) {
             Poll::Ready(result) => {
                 // Complete already (durability `none` can be this fast, or the append was
@@ -239,6 +277,21 @@ impl Stream {
             reaped = true;
         }
         reaped
+    }
+
+    /// Block until at least one append in flight is acknowledged (a producer thread).
+    pub fn wait_for_an_ack(&mut self) {
+        // Only a thread's stream blocks, and it has a waiter.
+        let waiter = self.waiter.clone().expect("a producer thread's stream has a waiter");
+        loop {
+            waiter.waiting(true);
+            if self.reap() || self.in_flight() == 0 {
+                break;
+            }
+            // Woken by a signal; the timeout only bounds a missed wake-up.
+            std::thread::park_timeout(Duration::from_millis(100));
+        }
+        waiter.waiting(false);
     }
 
     fn complete(
@@ -296,7 +349,7 @@ pub fn run(
         plan.id,
         plan.partitions.clone(),
         &vec![true; slots],
-        Signal::for_current_thread,
+        Some(Waiter::current()),
     );
     let rate = config.pace.producer_msgs_per_s(config.producers);
     if config.warmup_messages > 0 {
@@ -339,7 +392,7 @@ fn send(engine: &Engine, stream: &mut Stream, mut phase: Phase) {
         let Some(append) = phase.peek(now) else { break };
         if stream.is_full() {
             // In open loop the wait makes later messages late: measured, not hidden.
-            wait_for_an_ack(stream);
+            stream.wait_for_an_ack();
             continue;
         }
         let send_ns = match append.due_ns {
@@ -347,7 +400,7 @@ fn send(engine: &Engine, stream: &mut Stream, mut phase: Phase) {
                 // Ready before it is due: its lateness is the engine's and the wake-up's.
                 stream.prepare(&append, due);
                 if due > now {
-                    // Acknowledgements wake the thread too; the loop then sleeps again.
+                    // Acknowledgements do not wake it: they are handled when it wakes.
                     std::thread::park_timeout(Duration::from_nanos(due - now));
                     continue;
                 }
@@ -364,19 +417,11 @@ fn send(engine: &Engine, stream: &mut Stream, mut phase: Phase) {
             &stream.records(&append),
             stream.durability,
         );
-        stream.sent(&append, send_ns, pending);
+        stream.sent(&append, send_ns, now, pending);
         phase.advance();
     }
     while stream.in_flight() > 0 {
-        wait_for_an_ack(stream);
-    }
-}
-
-/// Wait until at least one append in flight is acknowledged.
-fn wait_for_an_ack(stream: &mut Stream) {
-    while !stream.reap() && stream.in_flight() > 0 {
-        // Woken by a signal; the timeout only bounds a missed wake-up.
-        std::thread::park_timeout(Duration::from_millis(100));
+        stream.wait_for_an_ack();
     }
 }
 

@@ -57,6 +57,9 @@ pub struct Report {
     pub produce_duration: Duration,
     /// Nanoseconds, send → acknowledged (open loop: scheduled send → acknowledged).
     pub publish_latency: Histogram<u64>,
+    /// Open loop: nanoseconds from the scheduled send to when the producer began the append
+    /// (the part of publish latency spent before the engine saw it). Empty in closed loop.
+    pub send_lateness: Histogram<u64>,
     /// Nanoseconds, send → consumed (open loop: scheduled send → consumed).
     pub end_to_end_latency: Histogram<u64>,
     /// The data directory, when kept.
@@ -202,6 +205,7 @@ impl Report {
             "throughput_msgs_per_s": round3(self.throughput_msgs_per_s()),
             "throughput_mb_per_s": round3(self.throughput_mb_per_s()),
             "publish_latency_us": latency_json(&self.publish_latency),
+            "send_lateness_us": latency_json(&self.send_lateness),
             "end_to_end_latency_us": latency_json(&self.end_to_end_latency),
             "dir": self.dir.as_ref().map(|d| d.display().to_string()),
         })
@@ -270,9 +274,13 @@ impl Report {
             write!(out, "{heading:>10}")?;
         }
         writeln!(out, "{:>10}", "max")?;
-        for (name, histogram) in
-            [("publish", &self.publish_latency), ("end-to-end", &self.end_to_end_latency)]
-        {
+        let mut rows =
+            vec![("publish", &self.publish_latency), ("end-to-end", &self.end_to_end_latency)];
+        if self.pace.msgs_per_s().is_some() {
+            // Open loop: how much of publish latency passed before the append began.
+            rows.insert(0, ("send lateness", &self.send_lateness));
+        }
+        for (name, histogram) in rows {
             write!(out, "{name:<14}")?;
             match percentiles_us(histogram) {
                 Some(values) => {
