@@ -1,6 +1,6 @@
 //! `tidelog`: the command-line front end of the tidelog engine.
 //!
-//! - `tidelog loadgen` drives an embedded engine with producers and a consumer, verifies every
+//! - `tidelog loadgen` drives an embedded engine with producers and consumers, verifies every
 //!   record and reports throughput and latency percentiles;
 //! - `tidelog inspect DIR` lists (and with `--verify`, checks) a data directory offline;
 //! - `tidelog topics list|create|describe|delete --dir DIR` manages topics;
@@ -30,7 +30,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Drive an embedded engine with producers and a consumer; verify every record; report
+    /// Drive an embedded engine with producers and consumers; verify every record; report
     /// throughput and publish/end-to-end latency percentiles
     Loadgen(loadgen::LoadgenArgs),
     /// List the topics, partitions and segments of a data directory offline; with --verify,

@@ -205,6 +205,19 @@ fn loadgen_rejects_bad_arguments_with_a_reason() {
         (&["--count", "5", "--duration", "1s"][..], "cannot be used with"),
         (&["--io", "io-uring", "--count", "5"][..], "unknown I/O backend"),
         (&["--segment-preparation", "zero"][..], "unknown preparation"),
+        (&["--delivery", "batch"][..], "unknown delivery \"batch\""),
+        (&["--delivery", "micro-batch:0ms"][..], "must be positive"),
+        (&["--delivery", "micro-batch:5"][..], "use us, ms or s"),
+        (&["--rate", "0"][..], "positive number of messages per second"),
+        (&["--rate=-5"][..], "positive number of messages per second"),
+        (&["--rate", "fast"][..], "not a number of messages per second"),
+        (&["--rate", "1000", "--max"][..], "cannot be used with"),
+        (
+            &["--consumers", "3", "--partitions", "2", "--count", "5"][..],
+            "--consumers must be 1..=2",
+        ),
+        (&["--consumers", "0", "--count", "5"][..], "--consumers must be"),
+        (&["--scenario", "balanced-consumer-group"][..], "invalid value"),
     ] {
         let mut full = vec!["loadgen", "--quiet"];
         full.extend_from_slice(args);
@@ -213,6 +226,128 @@ fn loadgen_rejects_bad_arguments_with_a_reason() {
         let stderr = text(&output.stderr);
         assert!(stderr.contains(says), "{args:?}: {stderr}");
     }
+}
+
+#[test]
+fn loadgen_pinned_producer_verifies_every_message_under_each_durability() {
+    for durability in ["none", "written", "durable"] {
+        // Two shards, three partitions, two producers: producer 0 appends to partitions 0 and
+        // 2, which may live on different shards, so it runs as one task on each.
+        let result = loadgen_json(&[
+            "--scenario",
+            "pinned-producer",
+            "--count",
+            "3000",
+            "--producers",
+            "2",
+            "--partitions",
+            "3",
+            "--message-size",
+            "200",
+            "--shards",
+            "2",
+            "--durability",
+            durability,
+        ]);
+        assert_clean_run(&result, 3000);
+        assert_eq!(result["scenario"], "pinned-producer");
+        assert_eq!(result["durability"], durability);
+        assert_eq!(result["rate_msgs_per_s"], Value::Null, "closed loop by default");
+        assert_eq!(result["delivery"], "streaming");
+        assert_eq!(result["consumers"], 1);
+        assert_eq!(result["publish_latency_us"]["count"], 3000);
+    }
+}
+
+#[test]
+fn loadgen_open_loop_runs_at_the_rate() {
+    for scenario in ["end-to-end", "pinned-producer"] {
+        // 2 producers at 2000 msgs/s each for 1 s: exactly 4000 messages are scheduled.
+        let result = loadgen_json(&[
+            "--scenario",
+            scenario,
+            "--rate",
+            "4000",
+            "--duration",
+            "1s",
+            "--producers",
+            "2",
+            "--message-size",
+            "200",
+        ]);
+        assert_clean_run(&result, 4000);
+        assert_eq!(result["rate_msgs_per_s"], 4000.0);
+        assert_eq!(result["publish_latency_us"]["count"], 4000);
+        assert_eq!(result["send_lateness_us"]["count"], 4000, "{result:#}");
+        let lateness = result["send_lateness_us"]["p50"].as_f64().unwrap();
+        let publish = result["publish_latency_us"]["p50"].as_f64().unwrap();
+        assert!(lateness <= publish, "{scenario}: lateness is part of publish latency");
+        // Open loop sends on schedule however fast the engine is, so throughput is the rate —
+        // a little under: the measured time also covers the consumer's catch-up and its last
+        // 20 ms poll. The band is loose for slow, shared CI machines: a producer stalled for
+        // a while still sends every scheduled message, late, and the run gets longer.
+        let throughput = result["throughput_msgs_per_s"].as_f64().unwrap();
+        assert!((2800.0..=4200.0).contains(&throughput), "{scenario}: {throughput} msgs/s");
+        let producing = result["produce_duration_s"].as_f64().unwrap();
+        assert!(producing >= 0.99, "{scenario}: {producing} s producing: sent ahead of schedule");
+    }
+    let explicit = loadgen_json(&["--max", "--count", "100", "--message-size", "100"]);
+    assert_clean_run(&explicit, 100);
+    assert_eq!(explicit["rate_msgs_per_s"], Value::Null);
+    assert_eq!(explicit["send_lateness_us"]["count"], 0, "closed loop has no schedule");
+}
+
+#[test]
+fn loadgen_consumers_split_the_partitions() {
+    for scenario in ["end-to-end", "pinned-producer"] {
+        let result = loadgen_json(&[
+            "--scenario",
+            scenario,
+            "--consumers",
+            "2",
+            "--partitions",
+            "4",
+            "--producers",
+            "2",
+            "--count",
+            "4000",
+            "--message-size",
+            "100",
+        ]);
+        assert_clean_run(&result, 4000);
+        assert_eq!(result["consumers"], 2);
+        assert_eq!(result["partitions"], 4);
+    }
+}
+
+#[test]
+fn loadgen_micro_batches_wait_for_their_trigger_and_streaming_does_not() {
+    let run = |delivery: &str| {
+        let result = loadgen_json(&[
+            "--rate",
+            "2000",
+            "--duration",
+            "1s",
+            "--message-size",
+            "100",
+            "--delivery",
+            delivery,
+        ]);
+        assert_clean_run(&result, 2000);
+        assert_eq!(result["delivery"], delivery);
+        result["end_to_end_latency_us"]["p50"].as_f64().unwrap()
+    };
+    let micro_batch_us = run("micro-batch:50ms");
+    let streaming_us = run("streaming");
+    // A record waits for the next trigger of the 50 ms grid: uniformly 0-50 ms, so the
+    // median is about 25 ms by design. Streaming hands each record over once its write
+    // completes: about 0.1-0.3 ms on the development VM. The bounds are loose so a loaded
+    // machine passes: only a stall of tens of milliseconds at the median could break them.
+    assert!(micro_batch_us >= 10_000.0, "micro-batch:50ms p50 {micro_batch_us} µs");
+    assert!(
+        streaming_us < micro_batch_us / 2.0,
+        "streaming p50 {streaming_us} µs, micro-batch:50ms p50 {micro_batch_us} µs"
+    );
 }
 
 /// A data directory written by loadgen (one partition, one active segment).

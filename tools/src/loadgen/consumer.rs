@@ -1,44 +1,41 @@
-//! The consumer thread: reads every partition from offset 0, verifies every record, and
-//! measures end-to-end latency (send → consumed).
+//! Consumer threads: each reads its share of the partitions from offset 0 with a
+//! [`tidelog_core::Consumer`] (streaming or micro-batch delivery), verifies every record, and
+//! measures end-to-end latency (send → consumed; in open loop, *scheduled* send → consumed).
 //!
-//! Design: one long-poll read is outstanding on *every* partition at once
-//! (`Engine::read_async` with `max_wait`), each polled once with a [`Signal`] that wakes this
-//! thread when its shard answers. The thread sleeps until any read completes, handles all that
-//! have, and re-issues them. A shard answers a parked read as soon as records become visible,
-//! so the consumer learns of new records when they arrive on any partition — not after a
-//! round-robin over other partitions' timeouts, which would add up to
-//! `partitions × max_wait` to the measured latency. "Consumed" is the moment the fetch is
-//! taken, one timestamp for all its records: the time spent verifying the records before a
-//! given one is the consumer's own work, not the engine's delivery delay.
+//! Consumer `c` of `C` reads partitions `c, c + C, c + 2C, …`, so every partition has exactly
+//! one consumer, and each checks offsets, order and content of its partitions on its own;
+//! [`merge`] puts their findings together at the end. "Consumed" is the moment `poll` returns
+//! the fetch, one timestamp for all its records: the time spent verifying the records before a
+//! given one is the consumer's own work, not the engine's delivery delay. It includes the
+//! consumer thread's wake-up — a real consumer sees a record only once its thread runs.
 
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use tidelog_core::{Engine, Fetch, Pending, ReadRequest};
+use tidelog_core::{Consumer, ConsumerConfig, Delivery, Engine, Fetch, limits};
 
 use super::message;
-use super::signal::Signal;
 use super::verify::{Seen, SequenceTracker, Violations};
-use super::{Shared, latency_histogram};
+use super::{LoadgenConfig, Shared, TOPIC, latency_histogram, precise_sleeps};
 
-/// How long one read waits in the shard for records to arrive.
-const READ_WAIT: Duration = Duration::from_millis(500);
+/// Longest one `poll` waits: how soon a consumer with nothing to read notices that the run is
+/// over.
+const POLL_TIMEOUT: Duration = Duration::from_millis(20);
 
 /// After the producers are done: give up when no record arrives for this long, and report the
 /// acknowledged messages not consumed as lost.
 pub const CATCH_UP_STALL_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// What the consumer found.
+/// What a consumer found.
 #[derive(Debug)]
 pub struct ConsumerOutcome {
     /// Records that verified (duplicates not counted).
     pub verified: u64,
     /// Everything but `lost`, which needs the producers' acknowledgements.
     pub violations: Violations,
-    /// Per (producer, partition), at `producer * partitions + partition`.
+    /// Per (producer, partition), at `producer * partitions + partition`; only the consumer's
+    /// own partitions are filled in.
     pub sequences: Vec<SequenceTracker>,
     pub end_to_end_latency: Histogram<u64>,
     /// The first few violations, described.
@@ -46,67 +43,121 @@ pub struct ConsumerOutcome {
     pub error: Option<String>,
 }
 
-/// Violations described in detail, at most.
+/// Violations described in detail, at most (per consumer, and in the merged outcome).
 const SAMPLES_MAX: usize = 5;
 
-struct PartitionRead {
-    /// The offset expected next (offsets are dense from 0).
-    next_offset: u64,
-    pending: Option<Pending<Fetch>>,
-    signal: Arc<Signal>,
+/// The partitions consumer `id` of `consumers` reads: `id, id + consumers, …`.
+pub fn partitions_of(id: u32, consumers: u32, partitions: u32) -> Vec<u32> {
+    (id..partitions).step_by(consumers as usize).collect()
 }
 
-pub struct Consumer<'a> {
-    engine: &'a Engine,
-    topic: &'a str,
+/// The consumer settings for `delivery`. A micro-batch reads each partition once per
+/// trigger, so its fetch may be as large as the engine allows: at the default 1 MiB a
+/// 100 ms trigger could not keep up with 10 MB/s on one partition, and the backlog would pass
+/// for latency. A streaming consumer reads again as soon as a fetch is handled: the default.
+pub fn consumer_config(delivery: Delivery) -> ConsumerConfig {
+    let max_bytes = match delivery {
+        Delivery::Streaming => ConsumerConfig::default().max_bytes,
+        Delivery::MicroBatch(_) => limits::FETCH_BYTES_MAX,
+    };
+    ConsumerConfig { delivery, max_bytes, ..ConsumerConfig::default() }
+}
+
+/// Put the consumers' findings together: each partition's sequences come from the consumer
+/// that read it.
+pub fn merge(
+    outcomes: Vec<(Vec<u32>, ConsumerOutcome)>,
     producers: u32,
+    partitions: u32,
+) -> ConsumerOutcome {
+    let mut merged = ConsumerOutcome {
+        verified: 0,
+        violations: Violations::default(),
+        sequences: vec![SequenceTracker::default(); producers as usize * partitions as usize],
+        end_to_end_latency: latency_histogram(),
+        samples: Vec::new(),
+        error: None,
+    };
+    for (read, outcome) in outcomes {
+        merged.verified += outcome.verified;
+        merged.violations.add(&outcome.violations);
+        for &partition in &read {
+            for producer in 0..producers as usize {
+                let at = producer * partitions as usize + partition as usize;
+                merged.sequences[at] = outcome.sequences[at].clone();
+            }
+        }
+        // Both histograms have the same bounds, so adding cannot fail.
+        merged.end_to_end_latency.add(&outcome.end_to_end_latency).expect("same histogram bounds");
+        let room = SAMPLES_MAX - merged.samples.len();
+        merged.samples.extend(outcome.samples.into_iter().take(room));
+        if merged.error.is_none() {
+            merged.error = outcome.error;
+        }
+    }
+    merged
+}
+
+/// One consumer thread's state.
+pub struct Verifier<'a> {
+    id: u32,
+    producers: u32,
+    partitions: u32,
     message_size_bytes: usize,
     shared: &'a Shared,
-    reads: Vec<PartitionRead>,
+    /// The partitions it reads.
+    read: Vec<u32>,
+    /// Per partition, the offset expected next (offsets are dense from 0).
+    next_offsets: Vec<u64>,
     outcome: ConsumerOutcome,
 }
 
-impl<'a> Consumer<'a> {
-    pub fn new(
-        engine: &'a Engine,
-        topic: &'a str,
-        producers: u32,
-        partitions: u32,
-        message_size_bytes: usize,
-        shared: &'a Shared,
-    ) -> Self {
-        let reads = (0..partitions)
-            .map(|_| PartitionRead {
-                next_offset: 0,
-                pending: None,
-                signal: Signal::for_current_thread(shared.start),
-            })
-            .collect();
-        Consumer {
-            engine,
-            topic,
-            producers,
-            message_size_bytes,
-            shared,
-            reads,
-            outcome: ConsumerOutcome {
-                verified: 0,
-                violations: Violations::default(),
-                sequences: vec![
-                    SequenceTracker::default();
-                    producers as usize * partitions as usize
-                ],
-                end_to_end_latency: latency_histogram(),
-                samples: Vec::new(),
-                error: None,
-            },
-        }
-    }
+/// Run consumer `id` on this thread: read `read` until every one reaches the target offset
+/// the producers leave (see [`Shared::targets`]), the run aborts, or no record arrives for
+/// [`CATCH_UP_STALL_TIMEOUT`] after the producers finished.
+pub fn run(
+    engine: &Engine,
+    config: &LoadgenConfig,
+    id: u32,
+    read: Vec<u32>,
+    shared: &Shared,
+) -> ConsumerOutcome {
+    precise_sleeps();
+    let mut verifier = Verifier {
+        id,
+        producers: config.producers,
+        partitions: config.partitions,
+        message_size_bytes: config.message_size_bytes,
+        shared,
+        next_offsets: vec![0; config.partitions as usize],
+        outcome: ConsumerOutcome {
+            verified: 0,
+            violations: Violations::default(),
+            sequences: vec![
+                SequenceTracker::default();
+                config.producers as usize * config.partitions as usize
+            ],
+            end_to_end_latency: latency_histogram(),
+            samples: Vec::new(),
+            error: None,
+        },
+        read,
+    };
+    let assignments: Vec<(u32, u64)> = verifier.read.iter().map(|&p| (p, 0)).collect();
+    let mut consumer =
+        match Consumer::new(engine, TOPIC, &assignments, consumer_config(config.delivery)) {
+            Ok(consumer) => consumer,
+            Err(err) => {
+                verifier.fail(format!("consumer {id}: could not start: {err}"));
+                return verifier.outcome;
+            }
+        };
+    verifier.consume(&mut consumer);
+    verifier.outcome
+}
 
-    /// Consume until every partition reaches the target offset the producers leave (see
-    /// [`Shared::targets`]), the run aborts, or no record arrives for
-    /// [`CATCH_UP_STALL_TIMEOUT`] after the producers finished.
-    pub fn run(mut self) -> ConsumerOutcome {
+impl Verifier<'_> {
+    fn consume(&mut self, consumer: &mut Consumer) {
         let mut last_progress = Instant::now();
         let mut targets_seen = false;
         loop {
@@ -115,91 +166,62 @@ impl<'a> Consumer<'a> {
                 targets_seen = true;
                 last_progress = Instant::now();
             }
-            let caught_up = |read: &PartitionRead, partition: usize| {
-                targets.is_some_and(|t| read.next_offset >= t[partition])
-            };
-            if self.shared.aborted()
-                || self.reads.iter().enumerate().all(|(p, read)| caught_up(read, p))
-            {
+            let behind: Vec<u32> = self
+                .read
+                .iter()
+                .copied()
+                .filter(|&p| targets.is_none_or(|t| self.next_offsets[p as usize] < t[p as usize]))
+                .collect();
+            if self.shared.aborted() || behind.is_empty() {
                 break;
             }
+            let fetches = match consumer.poll(POLL_TIMEOUT) {
+                Ok(fetches) => fetches,
+                Err(err) => {
+                    self.fail(format!("consumer {}: reading {TOPIC} failed: {err}", self.id));
+                    break;
+                }
+            };
+            let received_ns = self.shared.now_ns();
             let mut progressed = false;
-            for partition in 0..self.reads.len() {
-                if self.reads[partition].pending.is_none()
-                    && !caught_up(&self.reads[partition], partition)
-                {
-                    progressed |= self.issue(partition);
-                }
-            }
-            for partition in 0..self.reads.len() {
-                let read = &mut self.reads[partition];
-                if read.signal.fired_ns().is_none() {
-                    continue;
-                }
-                let Some(pending) = read.pending.take() else { continue };
-                match pending.try_take() {
-                    Ok(result) => progressed |= self.handle(partition, result),
-                    // The shard stores the result before it wakes the signal.
-                    Err(pending) => self.reads[partition].pending = Some(pending),
-                }
+            for fetch in &fetches {
+                progressed |= self.handle(fetch, received_ns);
             }
             if progressed {
                 last_progress = Instant::now();
             } else if targets_seen && last_progress.elapsed() >= CATCH_UP_STALL_TIMEOUT {
-                let behind: Vec<String> = self
-                    .reads
+                let behind: Vec<String> = behind
                     .iter()
-                    .enumerate()
-                    .filter(|&(p, read)| !caught_up(read, p))
-                    .map(|(p, read)| {
-                        let target = targets.map_or(0, |t| t[p]);
-                        format!("{p} at offset {} of {target}", read.next_offset)
+                    .map(|&p| {
+                        let target = targets.map_or(0, |t| t[p as usize]);
+                        format!("{p} at offset {} of {target}", self.next_offsets[p as usize])
                     })
                     .collect();
                 self.fail(format!(
-                    "the consumer received nothing for {} s after the producers finished; partitions behind: {}",
+                    "consumer {} received nothing for {} s after the producers finished; partitions behind: {}",
+                    self.id,
                     CATCH_UP_STALL_TIMEOUT.as_secs(),
                     behind.join(", ")
                 ));
                 break;
-            } else {
-                // Woken by any read's signal; the timeout only bounds a missed wake-up.
-                std::thread::park_timeout(READ_WAIT);
-            }
-        }
-        self.outcome
-    }
-
-    /// Start a long-poll read on `partition`. True if it completed at once with records.
-    fn issue(&mut self, partition: usize) -> bool {
-        let read = &mut self.reads[partition];
-        read.signal.reset();
-        let request = ReadRequest::new(read.next_offset).max_wait(READ_WAIT);
-        let mut pending = self.engine.read_async(self.topic, partition as u32, request);
-        match read.signal.poll(&mut pending) {
-            Poll::Ready(result) => self.handle(partition, result),
-            Poll::Pending => {
-                read.pending = Some(pending);
-                false
             }
         }
     }
 
     /// Verify a fetch. True if it held records.
-    fn handle(&mut self, partition: usize, result: tidelog_core::Result<Fetch>) -> bool {
-        let received_ns = self.shared.now_ns();
-        let fetch = match result {
-            Ok(fetch) => fetch,
-            Err(err) => {
-                let at = self.reads[partition].next_offset;
-                self.fail(format!("read {}/{partition} at offset {at} failed: {err}", self.topic));
-                return false;
-            }
-        };
+    fn handle(&mut self, fetch: &Fetch, received_ns: u64) -> bool {
         if fetch.is_empty() {
             return false;
         }
-        let partitions = self.reads.len();
+        let partition = fetch.partition() as usize;
+        if !self.read.contains(&fetch.partition()) {
+            self.fail(format!(
+                "consumer {} was handed partition {partition}, which it does not read",
+                self.id
+            ));
+            return false;
+        }
+        let partitions = self.partitions as usize;
         let mut verified = 0u64;
         for record in fetch.records() {
             let record = match record {
@@ -208,20 +230,20 @@ impl<'a> Consumer<'a> {
                     self.outcome.violations.corrupt += 1;
                     self.fail(format!(
                         "a fetch from {}/{partition} holds an undecodable record: {err}",
-                        self.topic
+                        TOPIC
                     ));
                     break;
                 }
             };
             let offset = record.offset() as u64;
-            let expected = self.reads[partition].next_offset;
+            let expected = self.next_offsets[partition];
             if offset != expected {
                 self.outcome.violations.offset_violations += 1;
                 self.sample(format!(
                     "partition {partition}: record at offset {offset}, expected offset {expected}"
                 ));
             }
-            self.reads[partition].next_offset = offset + 1;
+            self.next_offsets[partition] = offset + 1;
             let message = match message::verify(record.value(), self.message_size_bytes) {
                 Ok(message) => message,
                 Err(corruption) => {
@@ -270,8 +292,8 @@ impl<'a> Consumer<'a> {
             verified += 1;
         }
         // Continue after the last record returned, whatever happened to it.
-        let read = &mut self.reads[partition];
-        read.next_offset = read.next_offset.max(fetch.next_offset());
+        let next = &mut self.next_offsets[partition];
+        *next = (*next).max(fetch.next_offset());
         self.outcome.verified += verified;
         self.shared.verified.fetch_add(verified, Ordering::Relaxed);
         true
@@ -288,5 +310,18 @@ impl<'a> Consumer<'a> {
             self.outcome.error = Some(error);
         }
         self.shared.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_partition_has_one_consumer() {
+        assert_eq!(partitions_of(0, 2, 5), vec![0, 2, 4]);
+        assert_eq!(partitions_of(1, 2, 5), vec![1, 3]);
+        assert_eq!(partitions_of(0, 1, 3), vec![0, 1, 2]);
+        assert_eq!(partitions_of(2, 3, 3), vec![2]);
     }
 }

@@ -1,33 +1,41 @@
-//! `tidelog loadgen`: drive an embedded engine with producers and a consumer, verify every
+//! `tidelog loadgen`: drive an embedded engine with producers and consumers, verify every
 //! record, and report throughput and latency.
 //!
 //! The command line ([`LoadgenArgs`]) is parsed into a [`LoadgenConfig`]; [`run`] takes only
-//! the config, so other front ends (benchmarks, tests) can drive it, and later knobs (open-loop
-//! `--rate`, consumer groups, `--delivery`, late and poison fractions) slot in as config fields
-//! and [`Scenario`]s.
+//! the config, so other front ends (benchmarks, tests) can drive it, and later knobs (consumer
+//! groups, late and poison fractions) slot in as config fields and [`Scenario`]s.
+//!
+//! Who does what: producers ([`producer`] threads, or [`pinned`] tasks on the shards) send the
+//! appends of a [`schedule::Phase`] — as fast as their in-flight limit allows (closed loop,
+//! `--max`) or each at its scheduled time (open loop, `--rate`); [`consumer`] threads, each
+//! with its share of the partitions, read everything back and verify it ([`verify`],
+//! [`message`]); [`report`] puts the results together.
 
 mod consumer;
 mod message;
+mod pinned;
 mod producer;
 mod report;
+mod schedule;
 mod signal;
 mod verify;
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
 use hdrhistogram::Histogram;
 use tidelog_core::record::{BATCH_HEADER_SIZE, RECORD_OVERHEAD_MAX};
 use tidelog_core::{
-    Durability, Engine, EngineConfig, IoChoice, SegmentPreparation, TopicConfig, limits,
+    Delivery, Durability, Engine, EngineConfig, IoChoice, SegmentPreparation, TopicConfig, limits,
 };
 
 use crate::duration::parse_duration;
 pub use report::Report;
+pub use schedule::Pace;
 
 /// The topic a run creates.
 pub const TOPIC: &str = "loadgen";
@@ -49,20 +57,39 @@ pub const IN_FLIGHT_DEFAULT: usize = 64;
 /// Latencies are recorded in nanoseconds, 1 ns to 1 hour, 3 significant digits.
 const LATENCY_NS_MAX: u64 = 3_600_000_000_000;
 
+/// In open loop, the first message is scheduled this long after measuring is set up (the
+/// run's start, or the end of the warm-up), so that every producer — thread or shard task —
+/// is running and waiting when it is due. Starting threads and tasks takes well under a
+/// millisecond; a start that takes longer shows as lateness of the first messages.
+pub const OPEN_LOOP_LEAD: Duration = Duration::from_millis(20);
+
 /// What a run exercises.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum Scenario {
-    /// Producers append; one consumer reads every partition back and verifies every record.
+    /// Producer threads append through the shards' mailboxes; consumer threads read every
+    /// partition back and verify every record.
     #[default]
     EndToEnd,
+    /// Producers run on the shards that own their partitions, as shard tasks appending
+    /// through the local path; consumer threads read and verify as in `end-to-end`.
+    PinnedProducer,
 }
 
 impl Scenario {
     pub fn name(self) -> &'static str {
         match self {
             Scenario::EndToEnd => "end-to-end",
+            Scenario::PinnedProducer => "pinned-producer",
         }
     }
+}
+
+/// Let the calling thread's timed waits end on time: the default timer slack (50 µs) would
+/// add up to 50 µs to every sleep of an open-loop producer, and to every wake-up it measures.
+/// Waits stay sleeps: on two cores a spinning producer would take the shard's CPU.
+pub fn precise_sleeps() {
+    // Failing leaves the default slack: latencies are then a little worse, not wrong.
+    let _ = nix::sys::prctl::set_timerslack(1);
 }
 
 /// When producers stop.
@@ -81,7 +108,13 @@ pub struct LoadgenConfig {
     /// Data directory to use and keep; `None`: a temporary one.
     pub dir: Option<PathBuf>,
     pub producers: u32,
+    /// Consumer threads; consumer `c` reads partitions `c, c + consumers, …`.
+    pub consumers: u32,
     pub partitions: u32,
+    /// Closed loop, or open loop at a rate.
+    pub pace: Pace,
+    /// How consumers take records.
+    pub delivery: Delivery,
     /// Bytes of each record value.
     pub message_size_bytes: usize,
     pub stop: StopAfter,
@@ -114,6 +147,17 @@ impl LoadgenConfig {
             "--partitions must be 1..={}",
             limits::PARTITIONS_PER_TOPIC_MAX
         );
+        ensure!(
+            (1..=self.partitions).contains(&self.consumers),
+            "--consumers must be 1..={} (--partitions): every consumer reads at least one partition",
+            self.partitions
+        );
+        if let Pace::Rate { msgs_per_s } = self.pace {
+            ensure!(
+                msgs_per_s.is_finite() && msgs_per_s > 0.0,
+                "--rate must be a positive number of messages per second"
+            );
+        }
         ensure!(
             self.message_size_bytes >= message::HEADER_BYTES,
             "--message-size must be at least {} bytes: the header the consumer verifies",
@@ -197,14 +241,18 @@ pub struct Shared {
     aborted: AtomicBool,
     /// Per partition, the offset the consumer must reach: set once the producers are done.
     pub targets: OnceLock<Vec<u64>>,
-    /// Producers still warming up.
+    /// Senders (producer threads, or producer tasks on shards) still warming up.
     warming_up: AtomicU32,
-    /// When measuring started (ns since `start`); `u64::MAX` while warming up.
+    /// From the moment measuring is set up to when it starts: 0 in closed loop,
+    /// [`OPEN_LOOP_LEAD`] in open loop.
+    lead_ns: u64,
+    /// When measuring starts (ns since `start`; may be ahead); `u64::MAX` while warming up.
     measure_from_ns: AtomicU64,
 }
 
 impl Shared {
-    fn new(warming_up: u32) -> Self {
+    fn new(warming_up: u32, lead: Duration) -> Self {
+        let lead_ns = lead.as_nanos() as u64;
         Shared {
             start: Instant::now(),
             sent: AtomicU64::new(0),
@@ -213,23 +261,41 @@ impl Shared {
             aborted: AtomicBool::new(false),
             targets: OnceLock::new(),
             warming_up: AtomicU32::new(warming_up),
-            measure_from_ns: AtomicU64::new(if warming_up == 0 { 0 } else { u64::MAX }),
+            lead_ns,
+            measure_from_ns: AtomicU64::new(if warming_up == 0 { lead_ns } else { u64::MAX }),
         }
     }
 
-    /// Messages sent at or after this time (ns since `start`) are measured.
+    /// Messages sent (in open loop: scheduled) at or after this time (ns since `start`) are
+    /// measured.
     pub fn measure_from_ns(&self) -> u64 {
         self.measure_from_ns.load(Ordering::Acquire)
     }
 
-    /// A producer's warm-up messages are all acknowledged: wait until every producer's are (or
-    /// the run aborts), then measuring starts.
-    pub fn finish_warmup(&self) {
+    /// When the warm-up's first message is scheduled (open loop).
+    pub fn warmup_origin_ns(&self) -> u64 {
+        self.lead_ns
+    }
+
+    /// A sender's warm-up messages are all acknowledged. Measuring starts (a lead after) when
+    /// every sender's are: wait for [`Shared::measuring_scheduled`].
+    pub fn warmup_done(&self) {
         if self.warming_up.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.measure_from_ns.store(self.now_ns(), Ordering::Release);
+            self.measure_from_ns.store(self.now_ns() + self.lead_ns, Ordering::Release);
         }
-        while self.measure_from_ns() == u64::MAX && !self.aborted() {
-            std::thread::sleep(Duration::from_micros(100));
+    }
+
+    /// True once it is known when measuring starts.
+    pub fn measuring_scheduled(&self) -> bool {
+        self.measure_from_ns() != u64::MAX
+    }
+
+    /// When measuring starts: the origin of the measured phase's schedule. Now, if the run
+    /// aborted while warming up.
+    pub fn measure_origin_ns(&self) -> u64 {
+        match self.measure_from_ns() {
+            u64::MAX => self.now_ns(),
+            ns => ns,
         }
     }
 
@@ -297,7 +363,6 @@ fn run_on(engine: &Engine, config: &LoadgenConfig) -> anyhow::Result<Report> {
     engine
         .create_topic(TOPIC, config.topic_config())
         .with_context(|| format!("creating topic {TOPIC:?}"))?;
-    let shared = Shared::new(if config.warmup_messages > 0 { config.producers } else { 0 });
     let plans: Vec<producer::ProducerPlan> = (0..config.producers)
         .map(|id| producer::ProducerPlan {
             id,
@@ -313,35 +378,52 @@ fn run_on(engine: &Engine, config: &LoadgenConfig) -> anyhow::Result<Report> {
             },
         })
         .collect();
+    // Everything that sends takes part in the warm-up barrier.
+    let senders = match config.scenario {
+        Scenario::EndToEnd => plans.len(),
+        Scenario::PinnedProducer => pinned::task_count(engine, &plans),
+    };
+    let lead = match config.pace {
+        Pace::Max => Duration::ZERO,
+        Pace::Rate { .. } => OPEN_LOOP_LEAD,
+    };
+    let warming_up = if config.warmup_messages > 0 { senders as u32 } else { 0 };
+    let shared = Arc::new(Shared::new(warming_up, lead));
     let mut progress = Progress::new(config.progress, &shared);
-    let (producers, produce_ns, consumer, finish_ns) = std::thread::scope(|scope| {
-        let consumer = std::thread::Builder::new()
-            .name("loadgen-consumer".into())
-            .spawn_scoped(scope, || {
-                consumer::Consumer::new(
-                    engine,
-                    TOPIC,
-                    config.producers,
-                    config.partitions,
-                    config.message_size_bytes,
-                    &shared,
-                )
-                .run()
-            })
-            .context("starting the consumer thread")?;
-        let mut handles = Vec::new();
-        for plan in plans {
-            let shared = &shared;
+    let (producers, produce_ns, consumers, finish_ns) = std::thread::scope(|scope| {
+        let mut consumers = Vec::new();
+        for id in 0..config.consumers {
+            let read = consumer::partitions_of(id, config.consumers, config.partitions);
+            let shared = &*shared;
             let handle = std::thread::Builder::new()
-                .name(format!("loadgen-producer-{}", plan.id))
-                .spawn_scoped(scope, move || producer::run(engine, TOPIC, config, plan, shared))
-                .context("starting a producer thread")?;
-            handles.push(handle);
+                .name(format!("loadgen-consumer-{id}"))
+                .spawn_scoped(scope, move || {
+                    let outcome = consumer::run(engine, config, id, read.clone(), shared);
+                    (read, outcome)
+                });
+            consumers.push(started(shared, "a consumer thread", handle)?);
         }
-        while handles.iter().any(|h| !h.is_finished()) {
-            progress.tick(false);
-        }
-        let producers: Vec<producer::ProducerOutcome> = handles.into_iter().map(join).collect();
+        let producers: Vec<producer::ProducerOutcome> = match config.scenario {
+            Scenario::EndToEnd => {
+                let mut handles = Vec::new();
+                for plan in plans.iter().cloned() {
+                    let producer_shared = shared.clone();
+                    let handle = std::thread::Builder::new()
+                        .name(format!("loadgen-producer-{}", plan.id))
+                        .spawn_scoped(scope, move || {
+                            producer::run(engine, config, plan, producer_shared)
+                        });
+                    handles.push(started(&shared, "a producer thread", handle)?);
+                }
+                while handles.iter().any(|h| !h.is_finished()) {
+                    progress.tick(false);
+                }
+                handles.into_iter().map(join).collect()
+            }
+            Scenario::PinnedProducer => {
+                pinned::run(scope, engine, config, &plans, &shared, || progress.show(false))?
+            }
+        };
         let produce_ns = shared.now_ns();
         let mut targets = vec![0u64; config.partitions as usize];
         for acks in producers.iter().flat_map(|p| &p.partitions) {
@@ -349,19 +431,19 @@ fn run_on(engine: &Engine, config: &LoadgenConfig) -> anyhow::Result<Report> {
             *target = (*target).max(acks.end_offset);
         }
         let _ = shared.targets.set(targets);
-        // It may be asleep waiting for reads that have nothing left to return.
-        consumer.thread().unpark();
-        while !consumer.is_finished() {
+        while consumers.iter().any(|c| !c.is_finished()) {
             progress.tick(true);
         }
-        let consumer = join(consumer);
+        let consumers: Vec<_> = consumers.into_iter().map(join).collect();
         let finish_ns = shared.now_ns();
         progress.finish();
-        anyhow::Ok((producers, produce_ns, consumer, finish_ns))
+        anyhow::Ok((producers, produce_ns, consumers, finish_ns))
     })?;
+    let consumer = consumer::merge(consumers, config.producers, config.partitions);
 
-    // Without warm-up, 0. With it, set unless the run aborted while warming up: then the
-    // whole run is the measured window (and it failed anyway).
+    // Without warm-up, 0 (closed loop) or the open-loop lead. With it, set unless the run
+    // aborted while warming up: then the whole run is the measured window (and it failed
+    // anyway).
     let measure_from_ns = match shared.measure_from_ns() {
         u64::MAX => 0,
         ns => ns.min(produce_ns),
@@ -376,19 +458,20 @@ fn run_on(engine: &Engine, config: &LoadgenConfig) -> anyhow::Result<Report> {
             violations.lost += acks.acked.saturating_sub(tracker.received());
         }
     }
-    let mut publish_latency = latency_histogram();
-    let mut errors = Vec::new();
+    let mut all = producer::ProducerOutcome::new(Vec::new());
     for producer in &producers {
-        // Both histograms have the same bounds, so adding cannot fail.
-        publish_latency.add(&producer.publish_latency).expect("same histogram bounds");
-        errors.extend(producer.error.clone());
+        all.publish_latency.add(&producer.publish_latency).expect("same histogram bounds");
+        all.send_lateness.add(&producer.send_lateness).expect("same histogram bounds");
     }
+    let mut errors: Vec<String> = producers.iter().filter_map(|p| p.error.clone()).collect();
     errors.extend(consumer.error.clone());
     Ok(Report {
         scenario: config.scenario,
         producers: config.producers,
-        consumers: 1,
+        consumers: config.consumers,
         partitions: config.partitions,
+        pace: config.pace,
+        delivery: config.delivery,
         message_size_bytes: config.message_size_bytes,
         batch_records: config.batch_records,
         in_flight: config.in_flight,
@@ -407,10 +490,17 @@ fn run_on(engine: &Engine, config: &LoadgenConfig) -> anyhow::Result<Report> {
         warmup: Duration::from_nanos(measure_from_ns),
         duration: Duration::from_nanos(finish_ns - measure_from_ns),
         produce_duration: Duration::from_nanos(produce_ns - measure_from_ns),
-        publish_latency,
+        publish_latency: all.publish_latency,
+        send_lateness: all.send_lateness,
         end_to_end_latency: consumer.end_to_end_latency,
         dir: None,
     })
+}
+
+/// A thread started, or the error — after stopping the threads already started, which the
+/// scope would otherwise wait for forever.
+fn started<T>(shared: &Shared, what: &str, result: std::io::Result<T>) -> anyhow::Result<T> {
+    result.with_context(|| format!("starting {what}")).inspect_err(|_| shared.abort())
 }
 
 /// Join a thread, passing a panic on (a panic there is a bug, not a result).
@@ -447,6 +537,11 @@ impl<'a> Progress<'a> {
     /// Sleep a little; print when a second has passed.
     fn tick(&mut self, catching_up: bool) {
         std::thread::sleep(Duration::from_millis(20));
+        self.show(catching_up);
+    }
+
+    /// Print if a second has passed since the last line.
+    fn show(&mut self, catching_up: bool) {
         if !self.enabled || self.last_at.elapsed() < Self::INTERVAL {
             return;
         }
@@ -489,8 +584,11 @@ Exits 0 when every acknowledged message was consumed exactly once, in order, int
 1 on any violation (lost, duplicated, reordered, corrupt, offset gaps) or engine error; \
 2 when the run could not start.")]
 pub struct LoadgenArgs {
-    /// What to run. end-to-end: producers append; one consumer reads every partition from
-    /// offset 0 and verifies every record
+    /// What to run. end-to-end: producer threads append through the shards' mailboxes.
+    /// pinned-producer: producers run on the shards that own their partitions, as shard tasks
+    /// appending through the local path (the lowest-latency way to produce); publish latency
+    /// is then measured to the acknowledgement as the shard sees it. In both, consumer threads
+    /// read every partition from offset 0 and verify every record
     #[arg(long, value_enum, default_value_t = Scenario::EndToEnd)]
     pub scenario: Scenario,
 
@@ -499,15 +597,40 @@ pub struct LoadgenArgs {
     #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,
 
-    /// Producer threads. Producer i appends to partitions i, i+N, i+2N, … (N = producers), so
-    /// each partition has one producer; with fewer partitions than producers, producer i
-    /// shares partition i mod partitions
+    /// Producers (threads; in pinned-producer, one task per shard a producer appends to).
+    /// Producer i appends to partitions i, i+N, i+2N, … (N = producers), so each partition has
+    /// one producer; with fewer partitions than producers, producer i shares partition
+    /// i mod partitions
     #[arg(long, value_name = "N", default_value_t = 1)]
     pub producers: u32,
+
+    /// Consumer threads, splitting the partitions: consumer i reads partitions i, i+N, i+2N, …
+    /// (N = consumers) and verifies them. At most --partitions
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub consumers: u32,
 
     /// Partitions of the topic [default: one per producer]
     #[arg(long, value_name = "N")]
     pub partitions: Option<u32>,
+
+    /// Open loop: send this many messages per second in total, split evenly across
+    /// producers, each producer's messages scheduled at a fixed interval. Publish and
+    /// end-to-end latency are measured from the scheduled send time, so a stall cannot hide
+    /// (no coordinated omission): a producer that falls behind sends at once, and its
+    /// lateness counts. With --duration, every message scheduled within it is sent
+    #[arg(long, value_name = "MSGS_PER_S", value_parser = parse_rate, conflicts_with = "max")]
+    pub rate: Option<f64>,
+
+    /// Closed loop (the default): each producer sends as fast as --in-flight allows, and
+    /// latency is measured from the actual send
+    #[arg(long)]
+    pub max: bool,
+
+    /// How consumers take records: streaming (each as soon as it is visible) or
+    /// micro-batch:<interval> (everything visible, once per interval, as Spark Structured
+    /// Streaming does; the interval in us, ms or s, e.g. micro-batch:100ms)
+    #[arg(long, value_name = "streaming|micro-batch:<interval>", default_value = "streaming")]
+    pub delivery: Delivery,
 
     /// Bytes of each record's value (at least 32: producer, partition, sequence number, send
     /// time and checksum; the rest is filler the consumer regenerates and compares). MB/s
@@ -542,10 +665,12 @@ pub struct LoadgenArgs {
     #[arg(long, value_name = "RECORDS", default_value_t = 1)]
     pub batch: u32,
 
-    /// Most appends each producer keeps outstanding (closed loop). 64 by default for every
-    /// durability: under `durable`, appends that arrive while an fdatasync is in flight share
-    /// the next one (group commit), so depth is what buys throughput; use 1 to measure the
-    /// latency of one append at a time
+    /// Most appends each producer keeps outstanding. 64 by default for every durability:
+    /// under `durable`, appends that arrive while an fdatasync is in flight share the next one
+    /// (group commit), so depth is what buys throughput; use 1 to measure the latency of one
+    /// append at a time (closed loop). In open loop a producer at the limit waits, and the
+    /// wait shows as lateness: the limit must cover rate × acknowledgement time (20,000
+    /// msgs/s × a 3 ms fdatasync = 60 under `durable`), or the producer falls behind for good
     #[arg(long, value_name = "N", default_value_t = IN_FLIGHT_DEFAULT)]
     pub in_flight: usize,
 
@@ -584,7 +709,13 @@ impl LoadgenArgs {
             scenario: self.scenario,
             dir: self.dir.clone(),
             producers: self.producers,
+            consumers: self.consumers,
             partitions: self.partitions.unwrap_or(self.producers),
+            pace: match self.rate {
+                Some(msgs_per_s) => Pace::Rate { msgs_per_s },
+                None => Pace::Max,
+            },
+            delivery: self.delivery,
             message_size_bytes: self.message_size,
             stop: match (self.count, self.duration) {
                 (Some(count), _) => StopAfter::Count(count),
@@ -602,6 +733,20 @@ impl LoadgenArgs {
             progress: !self.quiet,
         }
     }
+}
+
+/// `--rate`: a positive number of messages per second.
+fn parse_rate(text: &str) -> Result<f64, String> {
+    let rate: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number of messages per second"))?;
+    if !rate.is_finite() || rate <= 0.0 {
+        return Err(format!(
+            "the rate must be a positive number of messages per second, not {text}"
+        ));
+    }
+    Ok(rate)
 }
 
 /// Run `tidelog loadgen`: print the table, write the JSON; the exit code says whether every

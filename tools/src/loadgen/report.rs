@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use hdrhistogram::Histogram;
 use serde_json::{Value, json};
-use tidelog_core::{BackendKind, Durability, SegmentPreparation};
+use tidelog_core::{BackendKind, Delivery, Durability, SegmentPreparation};
 
 use super::Scenario;
+use super::schedule::Pace;
 use super::verify::Violations;
 
 /// Percentiles reported, with their JSON key and table heading.
@@ -28,6 +29,8 @@ pub struct Report {
     pub producers: u32,
     pub consumers: u32,
     pub partitions: u32,
+    pub pace: Pace,
+    pub delivery: Delivery,
     pub message_size_bytes: usize,
     pub batch_records: u32,
     pub in_flight: usize,
@@ -52,9 +55,12 @@ pub struct Report {
     pub duration: Duration,
     /// From the start of measuring until the last producer finished.
     pub produce_duration: Duration,
-    /// Nanoseconds, send → acknowledged.
+    /// Nanoseconds, send → acknowledged (open loop: scheduled send → acknowledged).
     pub publish_latency: Histogram<u64>,
-    /// Nanoseconds, send → consumed.
+    /// Open loop: nanoseconds from the scheduled send to when the producer began the append
+    /// (the part of publish latency spent before the engine saw it). Empty in closed loop.
+    pub send_lateness: Histogram<u64>,
+    /// Nanoseconds, send → consumed (open loop: scheduled send → consumed).
     pub end_to_end_latency: Histogram<u64>,
     /// The data directory, when kept.
     pub dir: Option<PathBuf>,
@@ -90,6 +96,24 @@ fn latency_json(histogram: &Histogram<u64>) -> Value {
     }
     object.insert("count".to_string(), json!(histogram.len()));
     Value::Object(object)
+}
+
+/// `streaming`, `micro-batch:100ms`: as `--delivery` takes it.
+pub fn delivery_name(delivery: Delivery) -> String {
+    match delivery {
+        Delivery::Streaming => "streaming".to_string(),
+        Delivery::MicroBatch(interval) => {
+            let us = interval.as_micros();
+            let interval = if us % 1_000_000 == 0 {
+                format!("{}s", us / 1_000_000)
+            } else if us % 1000 == 0 {
+                format!("{}ms", us / 1000)
+            } else {
+                format!("{us}us")
+            };
+            format!("micro-batch:{interval}")
+        }
+    }
 }
 
 fn round3(value: f64) -> f64 {
@@ -154,6 +178,8 @@ impl Report {
             "producers": self.producers,
             "consumers": self.consumers,
             "partitions": self.partitions,
+            "rate_msgs_per_s": self.pace.msgs_per_s(),
+            "delivery": delivery_name(self.delivery),
             "message_size_bytes": self.message_size_bytes,
             "batch_records": self.batch_records,
             "in_flight": self.in_flight,
@@ -179,6 +205,7 @@ impl Report {
             "throughput_msgs_per_s": round3(self.throughput_msgs_per_s()),
             "throughput_mb_per_s": round3(self.throughput_mb_per_s()),
             "publish_latency_us": latency_json(&self.publish_latency),
+            "send_lateness_us": latency_json(&self.send_lateness),
             "end_to_end_latency_us": latency_json(&self.end_to_end_latency),
             "dir": self.dir.as_ref().map(|d| d.display().to_string()),
         })
@@ -195,7 +222,7 @@ impl Report {
     fn write_table(&self, out: &mut String) -> std::fmt::Result {
         writeln!(
             out,
-            "tidelog loadgen: {} · {} producer(s) · {} consumer · {} partition(s) · {}-byte messages",
+            "tidelog loadgen: {} · {} producer(s) · {} consumer(s) · {} partition(s) · {}-byte messages",
             self.scenario.name(),
             self.producers,
             self.consumers,
@@ -215,6 +242,15 @@ impl Report {
             self.duration.as_secs_f64(),
             self.produce_duration.as_secs_f64()
         )?;
+        match self.pace.msgs_per_s() {
+            Some(rate) => write!(
+                out,
+                "open loop at {} msgs/s (latency from the scheduled send)",
+                grouped(rate.round() as u64)
+            )?,
+            None => write!(out, "closed loop (--max)")?,
+        }
+        writeln!(out, " · delivery {}", delivery_name(self.delivery))?;
         if self.warmup_messages > 0 {
             writeln!(
                 out,
@@ -238,9 +274,13 @@ impl Report {
             write!(out, "{heading:>10}")?;
         }
         writeln!(out, "{:>10}", "max")?;
-        for (name, histogram) in
-            [("publish", &self.publish_latency), ("end-to-end", &self.end_to_end_latency)]
-        {
+        let mut rows =
+            vec![("publish", &self.publish_latency), ("end-to-end", &self.end_to_end_latency)];
+        if self.pace.msgs_per_s().is_some() {
+            // Open loop: how much of publish latency passed before the append began.
+            rows.insert(0, ("send lateness", &self.send_lateness));
+        }
+        for (name, histogram) in rows {
             write!(out, "{name:<14}")?;
             match percentiles_us(histogram) {
                 Some(values) => {
@@ -282,5 +322,12 @@ mod tests {
         assert_eq!(grouped(999), "999");
         assert_eq!(grouped(1000), "1,000");
         assert_eq!(grouped(1234567), "1,234,567");
+    }
+
+    #[test]
+    fn names_deliveries_as_the_flag_takes_them() {
+        for name in ["streaming", "micro-batch:100ms", "micro-batch:2s", "micro-batch:250us"] {
+            assert_eq!(delivery_name(name.parse().unwrap()), name);
+        }
     }
 }

@@ -23,6 +23,17 @@ pub struct Violations {
     pub offset_violations: u64,
 }
 
+impl Violations {
+    /// Add another consumer's counts.
+    pub fn add(&mut self, other: &Violations) {
+        self.lost += other.lost;
+        self.duplicated += other.duplicated;
+        self.reordered += other.reordered;
+        self.corrupt += other.corrupt;
+        self.offset_violations += other.offset_violations;
+    }
+}
+
 /// What one observation of a sequence number meant.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Seen {
