@@ -397,7 +397,8 @@ impl Shard {
         }
         // Nothing to do: sleep until a completion, a request or the next deadline.
         if self.mailbox.going_to_sleep() {
-            let next_task = self.tasks.iter().map(|(_, at)| *at).min();
+            let next_task =
+                self.tasks.iter().map(|(_, at)| *at).filter(|&at| at != task::NEXT_EVENT).min();
             let deadline = [Some(self.next_maintenance_ns), self.next_read_deadline(), next_task]
                 .into_iter()
                 .flatten()
@@ -498,7 +499,7 @@ impl Shard {
         let mut tasks = std::mem::take(&mut self.tasks);
         let mut ready = false;
         tasks.retain_mut(|(task, wake_at)| {
-            if *wake_at > now {
+            if *wake_at > now && *wake_at != task::NEXT_EVENT {
                 return true;
             }
             match task.poll(&mut task::ShardContext { shard: self }) {

@@ -17,13 +17,19 @@ use crate::shard::{Shard, Target, unknown};
 /// What a task wants after a poll.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TaskPoll {
-    /// Poll again next round.
+    /// Poll again next round (the shard does not sleep meanwhile).
     Ready,
-    /// Poll again once this much time has passed (on the engine's clock).
+    /// Poll again once this much time has passed (on the engine's clock); an idle shard wakes
+    /// for it. `Sleep(Duration::ZERO)` means "after the shard's next event" — a completion or
+    /// a request — which is how a task waits for its own appends' acknowledgements without
+    /// keeping the shard spinning.
     Sleep(Duration),
     /// The task is finished; drop it.
     Done,
 }
+
+/// Wake time of a task waiting for the shard's next event.
+pub(crate) const NEXT_EVENT: u64 = u64::MAX;
 
 /// A task that runs on a shard. See the module documentation.
 pub trait ShardTask: Send + 'static {

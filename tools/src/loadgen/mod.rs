@@ -421,7 +421,7 @@ fn run_on(engine: &Engine, config: &LoadgenConfig) -> anyhow::Result<Report> {
                 handles.into_iter().map(join).collect()
             }
             Scenario::PinnedProducer => {
-                pinned::run(scope, engine, config, &plans, &shared, || progress.show(false))?
+                pinned::run(engine, config, &plans, &shared, || progress.show(false))?
             }
         };
         let produce_ns = shared.now_ns();

@@ -11,83 +11,24 @@
 //! event" — while it waits for acknowledgements, which arrive as completions on the same
 //! shard. Acknowledgements are timed on the shard by recording wakers (`Signal::recorder`): publish
 //! latency is scheduled send → ack observed on the shard. A finished task sends its counts
-//! over a channel.
-//!
-//! **Alarms.** An idle shard does not wake up for a task's `Sleep` deadline: its idle wait is
-//! bounded only by completions, requests, parked reads' deadlines and the maintenance tick
-//! (`cargo run --release -p tidelog-tools --example shard_task_sleep` shows a task that sleeps
-//! 1 ms polled twice a second). Until the engine honours task deadlines, one alarm thread per
-//! shard sleeps until the earliest time a task on it asked to be polled and, if the shard has
-//! not polled it by then, sends the shard a cheap request (`partition_info`): the shard wakes,
-//! answers, and polls its due tasks in the same round. The alarm costs one thread wake-up and
-//! one mailbox hand-off per poke — what a producer thread pays per append in the end-to-end
-//! scenario — so until the engine is fixed, open-loop pinned latencies include it.
+//! over a channel. An idle shard wakes for a task's `Sleep` deadline, so an open-loop pinned
+//! producer sends on schedule with no thread of its own.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::sync::mpsc;
-use std::sync::{Arc, OnceLock};
-use std::thread::Thread;
 use std::time::Duration;
 
 use tidelog_core::{Engine, LocalTarget, ShardContext, ShardTask, TaskPoll};
 
 use super::producer::{ProducerOutcome, ProducerPlan, Stream};
 use super::schedule::Phase;
-use super::{LoadgenConfig, Shared, TOPIC, precise_sleeps};
+use super::{LoadgenConfig, Shared, TOPIC};
 
 /// Most appends one poll of a producer task makes: bounds how long it holds the shard.
 pub const APPENDS_PER_POLL_MAX: usize = 16;
 
 /// How often a task that finished warming up looks whether measuring started.
 const MEASURE_WAIT: Duration = Duration::from_micros(100);
-
-/// Longest an alarm sleeps without looking at its tasks (a bound, not a tick: tasks wake it
-/// when they want to be polled earlier than it would wake).
-const ALARM_SLEEP_MAX: Duration = Duration::from_millis(10);
-
-/// What a task tells its shard's alarm.
-#[derive(Debug)]
-pub struct TaskClock {
-    /// When the task wants to be polled (ns since the run's start); `u64::MAX`: not at a
-    /// time (it is ready, waits for a completion on its shard, or is done).
-    wake_at_ns: AtomicU64,
-    /// When it was last polled.
-    polled_ns: AtomicU64,
-    done: AtomicBool,
-    /// The shard's alarm thread.
-    alarm: OnceLock<Thread>,
-    /// When the alarm sleeps until (0: it is awake).
-    alarm_sleeps_until_ns: Arc<AtomicU64>,
-}
-
-impl TaskClock {
-    fn new(alarm_sleeps_until_ns: Arc<AtomicU64>) -> Self {
-        TaskClock {
-            wake_at_ns: AtomicU64::new(u64::MAX),
-            polled_ns: AtomicU64::new(0),
-            done: AtomicBool::new(false),
-            alarm: OnceLock::new(),
-            alarm_sleeps_until_ns,
-        }
-    }
-
-    /// Ask to be polled at `at_ns` (`u64::MAX`: not at a time). Wakes the alarm if it sleeps
-    /// past that.
-    fn wake_at(&self, at_ns: u64) {
-        // With the alarm's store-then-load of the same two locations (both SeqCst), either
-        // the alarm sees this time when it looks again, or this sees the alarm asleep.
-        self.wake_at_ns.store(at_ns, Ordering::SeqCst);
-        if at_ns < self.alarm_sleeps_until_ns.load(Ordering::SeqCst) {
-            self.wake_alarm();
-        }
-    }
-
-    fn wake_alarm(&self) {
-        if let Some(alarm) = self.alarm.get() {
-            alarm.unpark();
-        }
-    }
-}
 
 /// Where a task is in its run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -109,7 +50,6 @@ struct ProducerTask {
     producer_msgs_per_s: Option<f64>,
     stage: Stage,
     phase: Phase,
-    clock: Arc<TaskClock>,
     report: mpsc::Sender<(u32, ProducerOutcome)>,
 }
 
@@ -194,22 +134,14 @@ impl ProducerTask {
         let outcome = std::mem::replace(&mut self.stream.outcome, ProducerOutcome::new(Vec::new()));
         // The receiver is gone only if the run ended without waiting: nobody to tell.
         let _ = self.report.send((self.plan.id, outcome));
-        self.clock.done.store(true, Ordering::SeqCst);
-        self.clock.wake_alarm();
     }
 }
 
 impl ShardTask for ProducerTask {
     fn poll(&mut self, ctx: &mut ShardContext<'_>) -> TaskPoll {
-        let now = self.stream.shared.now_ns();
-        self.clock.polled_ns.store(now, Ordering::SeqCst);
         let poll = self.step(ctx);
-        match poll {
-            TaskPoll::Sleep(after) if !after.is_zero() => {
-                self.clock.wake_at(now.saturating_add(after.as_nanos() as u64));
-            }
-            TaskPoll::Ready | TaskPoll::Sleep(_) => self.clock.wake_at(u64::MAX),
-            TaskPoll::Done => self.finish(),
+        if poll == TaskPoll::Done {
+            self.finish();
         }
         poll
     }
@@ -247,59 +179,18 @@ pub fn task_count(engine: &Engine, plans: &[ProducerPlan]) -> usize {
 
 /// Run the producers of `plans` on the shards and wait until every task reports; `wait`
 /// is called between looks at the channel (it shows progress). Returns one outcome per plan.
-pub fn run<'scope>(
-    scope: &'scope std::thread::Scope<'scope, '_>,
-    engine: &'scope Engine,
+pub fn run(
+    engine: &Engine,
     config: &LoadgenConfig,
     plans: &[ProducerPlan],
-    shared: &'scope Arc<Shared>,
+    shared: &Arc<Shared>,
     mut wait: impl FnMut(),
 ) -> anyhow::Result<Vec<ProducerOutcome>> {
-    let groups = groups(engine, plans);
+    let tasks = groups(engine, plans);
     let (report, reports) = mpsc::channel();
-    let mut alarms = Vec::new();
-    let mut tasks = Vec::new();
-    let shards: Vec<usize> = {
-        let mut shards: Vec<usize> = groups.iter().map(|g| g.shard).collect();
-        shards.sort_unstable();
-        shards.dedup();
-        shards
-    };
-    let stop_alarms = Arc::new(AtomicBool::new(false));
-    for shard in shards {
-        let sleeps_until = Arc::new(AtomicU64::new(0));
-        let mut clocks = Vec::new();
-        for group in groups.iter().filter(|g| g.shard == shard) {
-            let clock = Arc::new(TaskClock::new(sleeps_until.clone()));
-            clocks.push(clock.clone());
-            tasks.push((group.clone(), clock));
-        }
-        // Any partition of the shard will do for the alarm's request.
-        let group = groups.iter().find(|g| g.shard == shard).expect("a group on this shard");
-        let slot = group.owned.iter().position(|&o| o).expect("a group owns a slot");
-        let partition = group.plan.partitions[slot];
-        let (alarm_shared, stop) = (shared.clone(), stop_alarms.clone());
-        let handle = std::thread::Builder::new()
-            .name(format!("loadgen-alarm-{shard}"))
-            .spawn_scoped(scope, move || {
-                alarm(engine, partition, &clocks, &sleeps_until, &alarm_shared, &stop);
-            });
-        let handle = match handle {
-            Ok(handle) => handle,
-            Err(err) => {
-                stop_alarms.store(true, Ordering::SeqCst);
-                shared.abort();
-                return Err(anyhow::Error::new(err).context("starting an alarm thread"));
-            }
-        };
-        for (_, clock) in tasks.iter().filter(|(g, _)| g.shard == shard) {
-            let _ = clock.alarm.set(handle.thread().clone());
-        }
-        alarms.push(handle);
-    }
     let rate = config.pace.producer_msgs_per_s(config.producers);
     let expected = tasks.len();
-    for (group, clock) in tasks {
+    for group in tasks {
         let targets: anyhow::Result<Vec<Option<LocalTarget>>> = group
             .plan
             .partitions
@@ -337,13 +228,11 @@ pub fn run<'scope>(
                 stage: if warming_up { Stage::WarmingUp } else { Stage::WaitingToMeasure },
                 phase,
                 plan: group.plan.clone(),
-                clock,
                 report: report.clone(),
             };
             engine.spawn_on_shard(group.shard, Box::new(task)).map_err(Into::into)
         });
         if let Err(err) = spawned {
-            stop_alarms.store(true, Ordering::SeqCst);
             shared.abort();
             return Err(err
                 .context(format!("starting producer {} on shard {}", group.plan.id, group.shard)));
@@ -372,71 +261,5 @@ pub fn run<'scope>(
             }
         }
     }
-    stop_alarms.store(true, Ordering::SeqCst);
-    for alarm in &alarms {
-        alarm.thread().unpark();
-    }
     Ok(outcomes)
-}
-
-/// A shard's alarm: poke the shard when a task on it is due and has not been polled (see the
-/// module documentation).
-fn alarm(
-    engine: &Engine,
-    partition: u32,
-    clocks: &[Arc<TaskClock>],
-    sleeps_until_ns: &AtomicU64,
-    shared: &Shared,
-    stop: &AtomicBool,
-) {
-    precise_sleeps();
-    // The due time last poked for: poking it again at once would only repeat the request.
-    let mut poked_for = None;
-    loop {
-        if stop.load(Ordering::SeqCst)
-            || shared.aborted()
-            || clocks.iter().all(|c| c.done.load(Ordering::SeqCst))
-        {
-            return;
-        }
-        let now = shared.now_ns();
-        let (overdue, next) = look(clocks, now);
-        if let Some(due) = overdue {
-            if poked_for == Some(due) {
-                std::thread::park_timeout(Duration::from_micros(20));
-            }
-            poked_for = Some(due);
-            // Any request wakes the shard; it polls its due tasks in the same round. An
-            // error means the engine is closing: the run is ending anyway.
-            let _ = engine.partition_info(TOPIC, partition);
-            continue;
-        }
-        let until = next.min(now.saturating_add(ALARM_SLEEP_MAX.as_nanos() as u64));
-        sleeps_until_ns.store(until, Ordering::SeqCst);
-        // Look again after saying when it sleeps until: a task that moved its time earlier
-        // in between either is seen now or saw the alarm's time and woke it.
-        let (overdue, next) = look(clocks, shared.now_ns());
-        if overdue.is_none() && next >= until {
-            std::thread::park_timeout(Duration::from_nanos(until.saturating_sub(now)));
-        }
-        sleeps_until_ns.store(0, Ordering::SeqCst);
-    }
-}
-
-/// At `now`: the due time of a task that is due and has not been polled since, if any; and
-/// the earliest time a task wants to be polled in the future (`u64::MAX`: none).
-fn look(clocks: &[Arc<TaskClock>], now: u64) -> (Option<u64>, u64) {
-    let mut next = u64::MAX;
-    for clock in clocks {
-        if clock.done.load(Ordering::SeqCst) {
-            continue;
-        }
-        let wake_at = clock.wake_at_ns.load(Ordering::SeqCst);
-        if wake_at > now {
-            next = next.min(wake_at);
-        } else if clock.polled_ns.load(Ordering::SeqCst) < wake_at {
-            return (Some(wake_at), next);
-        }
-    }
-    (None, next)
 }
