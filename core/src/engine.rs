@@ -652,10 +652,14 @@ impl Inner {
             })
             .collect();
         let mut result = Ok(());
+        let manual = self.shards.iter().any(ShardHandle::is_manual);
         for (index, wait) in waits.into_iter().enumerate() {
-            while !wait.is_ready() && self.shards.iter().any(ShardHandle::is_manual) {
-                if !self.step_all() {
-                    break;
+            // A manual shard runs only when stepped: keep stepping until it has shut down. A
+            // round without progress does not mean it is done — operations may still be in
+            // flight, their completions yet to come.
+            while manual && !wait.is_ready() {
+                if !self.step_all() && !wait.is_ready() {
+                    std::thread::yield_now();
                 }
             }
             match wait.wait() {
