@@ -703,9 +703,13 @@ impl LogFeature {
             Err(err) => {
                 self.placements.remove(&meta.id);
                 let allowed = match &err {
-                    Error::PartitionFailed { .. } => {
-                        excused || world.crashed() || world.faults.may_fail(&partition.dir)
+                    // The append whose roll failed gets the roll's error.
+                    Error::PartitionFailed { .. } | Error::Io { .. } | Error::NoSpace { .. }
+                        if world.faults.may_fail(&partition.dir) =>
+                    {
+                        true
                     }
+                    Error::PartitionFailed { .. } => excused || world.crashed(),
                     Error::Closed | Error::ShardStopped { .. } | Error::Io { .. } => {
                         excused || world.crashed()
                     }
