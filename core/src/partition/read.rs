@@ -347,7 +347,7 @@ impl Partition {
             }
             let len = want.min((limit - position) as usize);
             let buf = io.read_now(log, position, len).map_err(|e| Error::io("read", &path, e))?;
-            match collect_batches(&buf, offset, visible, max_bytes) {
+            match collect_batches(&buf, offset, visible, max_bytes, true) {
                 Collected::Batches { start, end } => {
                     verify_crcs(&buf[start..end], &path, position + start as u64)?;
                     let data = buf.slice(start..end);
@@ -389,13 +389,15 @@ impl Partition {
         let mut at = self.tail_cache.partition_point(|c| c.end_offset <= offset);
         let mut budget = request.max_bytes.max(1);
         let mut next = offset;
-        let mut chunks = Vec::new();
+        let mut chunks: Vec<Bytes> = Vec::new();
         let path = segment::log_path(&self.dir, segment);
         while let Some(chunk) = self.tail_cache.get(at) {
             if chunk.segment != segment || chunk.base_offset > next || next >= visible {
                 break;
             }
-            match collect_batches(&chunk.data, next, visible, budget) {
+            // Only the fetch's first batch may exceed the budget, not a later chunk's first.
+            let first = chunks.is_empty();
+            match collect_batches(&chunk.data, next, visible, budget, first) {
                 Collected::Batches { start, end } => {
                     verify_crcs(&chunk.data[start..end], &path, 0)?;
                     let data = chunk.data.slice(start..end);
@@ -472,7 +474,16 @@ enum Collected {
     Invalid { at: usize, error: DecodeError },
 }
 
-fn collect_batches(buf: &[u8], offset: u64, visible: u64, max_bytes: usize) -> Collected {
+/// Find the whole batches of `buf` to return for a read at `offset`: from the one holding it,
+/// below `visible`, at most `max_bytes` together — except that the first may be larger alone
+/// if `first_may_exceed`.
+fn collect_batches(
+    buf: &[u8],
+    offset: u64,
+    visible: u64,
+    max_bytes: usize,
+    first_may_exceed: bool,
+) -> Collected {
     let mut at = 0usize;
     let mut start = None;
     while at < buf.len() {
@@ -509,6 +520,7 @@ fn collect_batches(buf: &[u8], offset: u64, visible: u64, max_bytes: usize) -> C
             break;
         }
         match start {
+            None if !first_may_exceed && total > max_bytes => break,
             None => start = Some(at),
             Some(s) if at + total - s > max_bytes => break,
             Some(_) => {}
