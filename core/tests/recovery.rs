@@ -254,3 +254,65 @@ fn corruption_in_a_closed_segment_is_an_error_naming_file_and_position() {
     assert!(saw_error, "the corrupt batch was never reported");
     engine.close().unwrap();
 }
+
+/// A closed segment of 1-record batches on real files; returns the log's path and the
+/// byte position of every batch in it (with its offset: batch i holds offset i).
+fn closed_segment_of_single_record_batches(dir: &Path) -> (PathBuf, Vec<u64>) {
+    let engine = open(dir);
+    engine
+        .create_topic(
+            "t",
+            TopicConfig::default().segment_size_bytes(16 * 1024).record_size_bytes_max(4096),
+        )
+        .unwrap();
+    for i in 0..40u8 {
+        let value = vec![i; 1000];
+        engine.append("t", 0, &[Record::new(&value)], Durability::Durable).unwrap();
+    }
+    engine.close().unwrap();
+    let log = files_with(dir, "log")[0].clone();
+    let bytes = fs::read(&log).unwrap();
+    let mut positions = Vec::new();
+    let mut batches = tidelog_core::record::BatchIter::new(&bytes);
+    loop {
+        let at = batches.position() as u64;
+        match batches.next() {
+            Some(batch) => {
+                assert_eq!(batch.unwrap().base_offset() as usize, positions.len());
+                positions.push(at);
+            }
+            None => break,
+        }
+    }
+    (log, positions)
+}
+
+fn flip(path: &Path, at: u64, mask: u8) {
+    let mut bytes = fs::read(path).unwrap();
+    bytes[at as usize] ^= mask;
+    fs::write(path, bytes).unwrap();
+}
+
+/// Found by the simulation (seed 0): a read whose byte range reached a damaged batch failed
+/// whole, so the intact batches before it could not be read with any but a tiny
+/// `max_bytes`. Only a read of the damaged batch itself must fail.
+#[test]
+fn a_damaged_batch_does_not_fail_reads_of_the_batches_before_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, positions) = closed_segment_of_single_record_batches(dir.path());
+    flip(&log, positions[5] + 100, 0x04);
+    let engine = open(dir.path());
+    let fetch = engine.read("t", 0, ReadRequest::new(2).max_bytes(1 << 20)).unwrap();
+    let offsets: Vec<i64> = fetch.records().map(|r| r.unwrap().offset()).collect();
+    assert_eq!(offsets, [2, 3, 4], "the intact batches up to the damaged one");
+    match engine.read("t", 0, ReadRequest::new(5).max_bytes(1 << 20)) {
+        Err(Error::Corrupt { path, position, .. }) => {
+            assert_eq!(path, log);
+            assert_eq!(position, positions[5]);
+        }
+        other => panic!("read of the damaged batch: {other:?}"),
+    }
+    let fetch = engine.read("t", 0, ReadRequest::new(6).max_bytes(1 << 20)).unwrap();
+    assert_eq!(fetch.records().next().unwrap().unwrap().offset(), 6);
+    engine.close().unwrap();
+}

@@ -349,7 +349,8 @@ impl Partition {
             let buf = io.read_now(log, position, len).map_err(|e| Error::io("read", &path, e))?;
             match collect_batches(&buf, offset, visible, max_bytes, true) {
                 Collected::Batches { start, end } => {
-                    verify_crcs(&buf[start..end], &path, position + start as u64)?;
+                    let end =
+                        start + verified_len(&buf[start..end], &path, position + start as u64)?;
                     let data = buf.slice(start..end);
                     return Ok(Some(self.fetch_of(offset, vec![data])));
                 }
@@ -399,7 +400,7 @@ impl Partition {
             let first = chunks.is_empty();
             match collect_batches(&chunk.data, next, visible, budget, first) {
                 Collected::Batches { start, end } => {
-                    verify_crcs(&chunk.data[start..end], &path, 0)?;
+                    let end = start + verified_len(&chunk.data[start..end], &path, 0)?;
                     let data = chunk.data.slice(start..end);
                     let Some(Ok(last)) = BatchIter::new(&data).last() else { break };
                     next = last.last_offset() as u64 + 1;
@@ -533,15 +534,21 @@ fn collect_batches(
     }
 }
 
-/// Verify the CRC of every batch in `data` (the read-side half of the paired checks).
-fn verify_crcs(data: &[u8], path: &Path, position: u64) -> Result<()> {
+/// Verify the CRC of every batch in `data` (whole batches at byte `position` of `path`: the
+/// read-side half of the paired checks) and return the length of the intact batches it
+/// starts with. A damaged first batch is [`Error::Corrupt`]; a damaged later one ends the
+/// fetch before it, so that the batches before it stay readable (a read of the damaged one
+/// then fails).
+fn verified_len(data: &[u8], path: &Path, position: u64) -> Result<usize> {
     let mut at = 0usize;
     for batch in BatchIter::new(data) {
-        let batch = batch.map_err(|e| Error::corrupt(path, position + at as u64, e))?;
-        batch.verify_crc().map_err(|e| Error::corrupt(path, position + at as u64, e))?;
-        at += batch.total_len();
+        match batch.and_then(|b| b.verify_crc().map(|()| b.total_len())) {
+            Ok(len) => at += len,
+            Err(error) if at == 0 => return Err(Error::corrupt(path, position, error)),
+            Err(_) => break,
+        }
     }
-    Ok(())
+    Ok(at)
 }
 
 /// Read batches from `position` to `limit`, calling `visit` on each until it breaks.
