@@ -316,3 +316,47 @@ fn a_damaged_batch_does_not_fail_reads_of_the_batches_before_it() {
     assert_eq!(fetch.records().next().unwrap().unwrap().offset(), 6);
     engine.close().unwrap();
 }
+
+/// Found by the simulation (seed 25): a batch's `baseOffset` is outside its CRC (Kafka's
+/// layout: the log assigns offsets on append), so a flipped bit there went unnoticed and
+/// reads returned records under the wrong offsets. Reads now check that batches continue
+/// the offsets of the index entry they start from.
+#[test]
+fn a_flipped_base_offset_is_corruption_not_other_records() {
+    for bit in [0x01u8, 0x04, 0x80] {
+        let dir = tempfile::tempdir().unwrap();
+        let (log, positions) = closed_segment_of_single_record_batches(dir.path());
+        // The low byte of batch 7's baseOffset (big-endian, bytes 0..8 of the batch).
+        flip(&log, positions[7] + 7, bit);
+        let engine = open(dir.path());
+        for offset in 0..12u64 {
+            for max_bytes in [1, 1 << 20] {
+                let request = ReadRequest::new(offset).max_bytes(max_bytes);
+                match engine.read("t", 0, request) {
+                    Ok(fetch) => {
+                        let mut expect = offset;
+                        for record in fetch.records() {
+                            let record = record.unwrap();
+                            assert_eq!(record.offset() as u64, expect, "read {request:?}");
+                            assert_eq!(record.value().unwrap()[0] as u64, expect);
+                            expect += 1;
+                        }
+                        assert!(expect > offset, "read {request:?} returned nothing");
+                    }
+                    Err(Error::Corrupt { path, position, .. }) => {
+                        assert_eq!(path, log);
+                        assert_eq!(position, positions[7], "read {request:?}");
+                        assert_eq!(offset, 7, "read {request:?} failed, not on the damaged batch");
+                    }
+                    Err(other) => panic!("read {request:?}: {other}"),
+                }
+            }
+        }
+        // A lookup by time walks batches too.
+        match engine.offset_for_timestamp("t", 0, i64::MAX - 1) {
+            Ok(None) | Err(Error::Corrupt { .. }) => {}
+            other => panic!("lookup: {other:?}"),
+        }
+        engine.close().unwrap();
+    }
+}
