@@ -360,3 +360,25 @@ fn a_flipped_base_offset_is_corruption_not_other_records() {
         engine.close().unwrap();
     }
 }
+
+/// Found by the simulation (seed 17): a flipped bit in a batch's length field (outside the
+/// CRC) made it claim more bytes than the segment holds; the read asked for the whole batch,
+/// got the rest of the file, and asked again — forever, with the shard stuck.
+#[test]
+fn a_batch_length_past_the_end_of_the_log_is_corruption_not_a_hang() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, positions) = closed_segment_of_single_record_batches(dir.path());
+    // Byte 9 is the second byte of the big-endian batch length: +8 MiB.
+    flip(&log, positions[5] + 9, 0x80);
+    let engine = open(dir.path());
+    let pending = engine.read_async("t", 0, ReadRequest::new(5).max_bytes(1));
+    match pending.wait_timeout(std::time::Duration::from_secs(20)) {
+        Ok(Err(Error::Corrupt { path, position, .. })) => {
+            assert_eq!(path, log);
+            assert_eq!(position, positions[5]);
+        }
+        Ok(other) => panic!("read of the damaged batch: {other:?}"),
+        Err(_) => panic!("the read of a batch whose length runs past the log never returned"),
+    }
+    engine.close().unwrap();
+}

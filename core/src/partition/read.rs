@@ -365,9 +365,15 @@ impl Partition {
                 }
                 Collected::Skipped { .. } => return Ok(None),
                 Collected::NeedMore { at, total, previous } => {
-                    if total > BATCH_SIZE_BYTES_MAX as usize {
+                    let end = position + at as u64 + total as u64;
+                    if total > BATCH_SIZE_BYTES_MAX as usize || end > limit {
+                        // A damaged length, here or in the batch before (whose length led
+                        // here): not a batch still to be read whole.
                         let (at, reason) = blame(&buf, previous, at, || {
-                            format!("batch length {total} exceeds the limit")
+                            format!(
+                                "batch of {total} bytes runs past the end of the written log \
+                                 ({limit} bytes)"
+                            )
                         });
                         return Err(Error::corrupt(&path, position + at as u64, reason));
                     }
