@@ -382,3 +382,26 @@ fn a_batch_length_past_the_end_of_the_log_is_corruption_not_a_hang() {
     }
     engine.close().unwrap();
 }
+
+/// Found by the simulation (seed 7): a flipped bit in a batch's last offset delta (inside
+/// the CRC) made the batch claim offsets past the high watermark; the read took it for a
+/// batch not yet visible and returned an empty fetch — no error, and a reader at that
+/// offset would wait forever.
+#[test]
+fn a_batch_claiming_offsets_past_the_high_watermark_is_corruption_not_an_empty_fetch() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, positions) = closed_segment_of_single_record_batches(dir.path());
+    // Bytes 23..27 are the big-endian last offset delta: byte 24 bit 1 adds 2^17.
+    flip(&log, positions[5] + 24, 0x02);
+    let engine = open(dir.path());
+    for max_bytes in [1, 1 << 20] {
+        match engine.read("t", 0, ReadRequest::new(5).max_bytes(max_bytes)) {
+            Err(Error::Corrupt { path, position, .. }) => {
+                assert_eq!(path, log);
+                assert_eq!(position, positions[5]);
+            }
+            other => panic!("read of the damaged batch (max_bytes {max_bytes}): {other:?}"),
+        }
+    }
+    engine.close().unwrap();
+}

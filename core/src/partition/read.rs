@@ -558,6 +558,13 @@ fn collect_batches(
             continue;
         }
         if last >= visible {
+            // Visible ends are batch boundaries: the batch holding the offset asked for
+            // (which is visible) cannot end past one, unless its offsets are damaged.
+            if start.is_none()
+                && let Err(error) = batch.verify_crc()
+            {
+                return Collected::Invalid { at, reason: error.to_string() };
+            }
             break;
         }
         match start {
