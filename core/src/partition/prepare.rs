@@ -199,8 +199,10 @@ impl Partition {
         Ok(Some(spare.file))
     }
 
-    /// Retention is deleting the segment whose log is at `path` (open as `file`, if it is):
-    /// keep it as the spare if there is none. Returns true if it was kept.
+    /// Retention is deleting the segment whose log is at `path` (open as `file`, if it is;
+    /// closed either way): keep it as the spare if there is none. Returns true if the log
+    /// was moved to the spare's name (even if it could not be opened as the spare then: the
+    /// next open adopts it).
     pub(super) fn recycle_segment_file(
         &mut self,
         io: &mut ShardIo<'_>,
@@ -225,10 +227,10 @@ impl Partition {
             return false;
         }
         let options = OpenOptions::read_write().direct(io.settings.direct_io);
-        let Ok(file) = io.storage.open(&to, options) else { return false };
+        let Ok(file) = io.storage.open(&to, options) else { return true };
         let Ok(size) = io.storage.file_len(file) else {
             let _ = io.storage.close(file);
-            return false;
+            return true;
         };
         self.spare = Some(Spare::ready(file, size));
         true
