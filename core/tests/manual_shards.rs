@@ -195,3 +195,38 @@ fn close_steps_manual_shards_until_completions_arrive() {
     assert!(matches!(closed, Ok(Ok(()))), "close did not finish: {closed:?}");
     assert_eq!(pending.wait().unwrap().base_offset, 0);
 }
+
+/// Found by the simulation (seeds 65, 104, a full disk): segment preparation that failed
+/// (ENOSPC) gave up its spare file — and started a new one at once, failing again, forever:
+/// the shard never went idle. A failed preparation now stops preparing (rolls grow files),
+/// as the partition's `prepare_failed` flag always said.
+#[test]
+fn a_failed_segment_preparation_is_not_retried_in_a_loop() {
+    let disk = SimDisk::new(104);
+    let engine = Engine::open(
+        "/sim/data",
+        EngineConfig::default()
+            .shards(1)
+            .manual_shards(true)
+            .storage(Arc::new(disk.factory()))
+            .clock(Arc::new(ManualClock::new(1_700_000_000_000)))
+            .segment_preparation(tidelog_core::SegmentPreparation::ZeroFill),
+    )
+    .unwrap();
+    engine
+        .create_topic(
+            "t",
+            TopicConfig::default().segment_size_bytes(64 * 1024).record_size_bytes_max(4096),
+        )
+        .unwrap();
+    // Room for the records, not for a prepared 64 KiB segment.
+    disk.set_capacity_bytes(Some(disk.used_bytes() + 48 * 1024));
+    for i in 0..40 {
+        let value = format!("record {i} {}", "p".repeat(900)).into_bytes();
+        engine.append("t", 0, &[Record::new(&value)], Durability::Durable).unwrap();
+    }
+    let busy_rounds = (0..1000).take_while(|_| engine.step_all()).count();
+    assert!(busy_rounds < 1000, "the shard is still busy after 1000 rounds");
+    assert_eq!(engine.partition_info("t", 0).unwrap().failed, None);
+    engine.close().unwrap();
+}

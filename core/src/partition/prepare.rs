@@ -68,7 +68,10 @@ impl Partition {
     /// Advance preparation of the next segment by at most one operation.
     pub(super) fn prepare_step(&mut self, io: &mut ShardIo<'_>) {
         let policy = io.settings.preparation;
+        // After a failed preparation (a full disk, EIO), rolls grow files: retrying at once
+        // would only fail again, in a loop that keeps the shard busy.
         if policy == SegmentPreparation::Grow
+            || self.prepare_failed
             || self.failed.is_some()
             || self.draining
             || !io.has_room(1)
