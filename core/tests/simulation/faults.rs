@@ -224,6 +224,7 @@ impl FaultFeature {
             base_offset,
             last_offset,
             flipped_at: at,
+            batches: batches.iter().map(|&(p, _, b, l)| (p, b, l)).collect(),
         });
         self.flipped.insert(segment.log);
         world.count("bit flips in logs", 1);

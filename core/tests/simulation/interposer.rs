@@ -122,6 +122,10 @@ impl Interposer {
         self.lock().crashed = false;
     }
 
+    pub fn latency(&self) -> Latency {
+        self.lock().latency
+    }
+
     pub fn set_latency(&self, latency: Latency) {
         self.lock().latency = latency;
     }

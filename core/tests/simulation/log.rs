@@ -235,7 +235,9 @@ struct ReadInFlight {
     generation: u64,
     partition: u32,
     request: ReadRequest,
-    deadline_ns: u64,
+    /// The wait counts from when the shard takes the request, which is certain only by the
+    /// end of the check after it was submitted: the deadline is set then.
+    deadline_ns: Option<u64>,
     pending: Pending<Fetch>,
 }
 
@@ -932,7 +934,6 @@ impl LogFeature {
         if parked {
             let wait_ms = rng.between(1, 3_000);
             request = request.max_wait(Duration::from_millis(wait_ms));
-            let deadline_ns = tidelog_io::Clock::monotonic_ns(&world.clock) + wait_ms * 1_000_000;
             world.trace(format!("long-poll read {topic}/{partition} {request:?}"));
             let pending = world.engine().read_async(&topic, partition, request);
             self.reads.push(ReadInFlight {
@@ -940,7 +941,7 @@ impl LogFeature {
                 generation,
                 partition,
                 request,
-                deadline_ns,
+                deadline_ns: None,
                 pending,
             });
             return;
@@ -1000,10 +1001,20 @@ impl LogFeature {
                     )
                 };
                 assert!(
-                    (hit.base_offset..=hit.last_offset).contains(&offset),
-                    "{dir}: read {request:?} failed on the damaged batch {hit:?}, which does \
-                     not hold the offset asked for (intact batches must stay readable)"
+                    hit.may_fail_read_of(offset),
+                    "{dir}: read {request:?} failed on the damaged batch at {} (offsets {}..={}), \
+                     which neither holds the offset asked for nor lies on the way to it \
+                     (intact batches must stay readable)",
+                    hit.position,
+                    hit.base_offset,
+                    hit.last_offset
                 );
+                if offset > hit.last_offset {
+                    world.count("reads past a damaged batch refused (Corrupt)", 1);
+                    // A sequential reader cannot get past it: go on after the batch asked for.
+                    let next = hit.batches.iter().find(|(_, b, l)| (*b..=*l).contains(&offset));
+                    return Some(next.map_or(offset + 1, |&(_, _, last)| last + 1));
+                }
                 world.count("reads of damaged batches refused (Corrupt)", 1);
                 return Some(hit.last_offset + 1);
             }
@@ -1399,11 +1410,13 @@ impl Feature for LogFeature {
         }
         self.harvest(world, false, false);
         let now = tidelog_io::Clock::monotonic_ns(&world.clock);
-        for read in &self.reads {
+        for read in &mut self.reads {
             let live =
                 self.topics.get(&read.topic).is_some_and(|t| t.generation == read.generation);
+            let wait = u64::try_from(read.request.max_wait.as_nanos()).unwrap_or(u64::MAX);
+            let deadline = *read.deadline_ns.get_or_insert(now + wait);
             assert!(
-                !live || now < read.deadline_ns,
+                !live || now < deadline,
                 "a long-poll read of {}/{} ({:?}) is unanswered past its deadline",
                 read.topic,
                 read.partition,

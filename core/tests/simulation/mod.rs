@@ -116,6 +116,27 @@ pub struct Damage {
     pub last_offset: u64,
     /// Byte of the file whose bit was flipped.
     pub flipped_at: u64,
+    /// Every batch of the segment before the flip: (position, base offset, last offset).
+    pub batches: Vec<(u64, u64, u64)>,
+}
+
+impl Damage {
+    /// May a read at `offset` fail on this damage? A read of the damaged batch must; a read
+    /// of a later batch may, if its walk from the index entry before it has to cross the
+    /// damaged batch (a damaged length or offset field cannot be walked past).
+    pub fn may_fail_read_of(&self, offset: u64) -> bool {
+        if (self.base_offset..=self.last_offset).contains(&offset) {
+            return true;
+        }
+        let Some(&(position, _, _)) =
+            self.batches.iter().find(|(_, base, last)| (*base..=*last).contains(&offset))
+        else {
+            return false;
+        };
+        let largest = self.batches.windows(2).map(|w| w[1].0 - w[0].0).max().unwrap_or(0);
+        let reach = u64::from(tidelog_core::limits::INDEX_INTERVAL_BYTES) + largest;
+        offset > self.last_offset && position.saturating_sub(self.position) <= reach
+    }
 }
 
 /// Faults injected in the current engine incarnation, and damage that outlives restarts.
@@ -334,7 +355,7 @@ impl World {
     /// interposer come back within its bound), so closes and group commits finish.
     pub fn settle(&mut self) {
         let Some(engine) = self.engine.as_ref() else { return };
-        let quiet_needed = self.scenario.latency.hold_reaps_max + 4;
+        let quiet_needed = self.interposer.latency().hold_reaps_max + 4;
         let mut quiet = 0;
         for _ in 0..10_000 {
             if engine.step_all() {
@@ -587,7 +608,7 @@ impl Simulation {
         let world = &mut self.world;
         let mut crashed = false;
         // Faults of the last incarnation: sometimes left armed once, to see open fail cleanly.
-        let keep_faults = may_crash
+        let mut keep_faults = may_crash
             && (!world.faults.targets.is_empty() || world.faults.capacity_limited)
             && world.rng.below(4) == 0;
         if !keep_faults {
@@ -627,7 +648,7 @@ impl Simulation {
                     crashed = true;
                     world.count("crashes during recovery", 1);
                 }
-                Err(err) if attempt == 0 && keep_faults => {
+                Err(err) if keep_faults => {
                     world.trace(format!("open failed with faults armed: {err}"));
                     world.count("opens failed on faults", 1);
                     assert!(
@@ -640,6 +661,7 @@ impl Simulation {
                     world.interposer.disarm();
                     world.disk.clear_faults();
                     world.disk.set_capacity_bytes(None);
+                    keep_faults = false;
                 }
                 Err(err) => panic!("Engine::open failed: {err}"),
             }
