@@ -1020,7 +1020,11 @@ impl Partition {
                 (self.closing[i].segment, self.closing[i].stage, self.closing[i].ops);
             match stage {
                 CloseStage::Draining => {
+                    // Every write of the segment completed in full: none waiting to be
+                    // submitted, in flight, or — the rest of a short write — waiting to be
+                    // submitted again (it has no operation in flight then).
                     let drained = self.sealed.iter().all(|p| p.segment != base)
+                        && self.writes.iter().all(|w| w.segment != base || w.done)
                         && self
                             .segments
                             .iter()
