@@ -313,3 +313,42 @@ fn records_acknowledged_durable_survive_power_loss_with_short_writes() {
         engine.close().unwrap();
     }
 }
+
+/// Found by the simulation (seed 197, ENOSPC): a failed write was dropped from the writes in
+/// flight, so when a later write (unlinked: no fdatasync waited for) completed, the high
+/// watermark moved over the hole the failed one left. Readers were served records after a
+/// hole that was never written — records the next open cannot recover, since recovery stops
+/// at the hole.
+#[test]
+fn the_high_watermark_never_passes_a_failed_write() {
+    // The simulated disk returns completions in a seeded order; either order must hold.
+    for seed in 0..16 {
+        let disk = SimDisk::new(seed);
+        let mut config = EngineConfig::default()
+            .shards(1)
+            .manual_shards(true)
+            .storage(Arc::new(disk.factory()))
+            .clock(Arc::new(tidelog_io::ManualClock::new(1_700_000_000_000)));
+        // Small write buffers: the two appends below go out as two writes, unlinked.
+        config.write_buffer_bytes = 4096;
+        let engine = Engine::open(DIR, config).unwrap();
+        engine.create_topic("t", TopicConfig::default().record_size_bytes_max(8192)).unwrap();
+        let log = "/sim/data/topics/t/0/00000000000000000000.log";
+        disk.inject_fault(FaultRule::io(OpKind::Write).under(log));
+        let a = vec![b'a'; 3000];
+        let b = vec![b'b'; 3000];
+        let first = engine.append_async("t", 0, &[Record::new(&a)], Durability::None);
+        let second = engine.append_async("t", 0, &[Record::new(&b)], Durability::None);
+        for _ in 0..10 {
+            engine.step_all();
+        }
+        assert_eq!(engine.block_on(first).unwrap().base_offset, 0);
+        assert_eq!(engine.block_on(second).unwrap().base_offset, 1);
+        let info = engine.partition_info("t", 0).unwrap();
+        assert!(info.failed.is_some(), "seed {seed}: the write failed: {info:?}");
+        assert_eq!(info.high_watermark, 0, "seed {seed}: offset 0 was never written: {info:?}");
+        let read = engine.read("t", 0, ReadRequest::new(1));
+        assert!(read.is_err(), "seed {seed}: offset 1 is past the high watermark: {read:?}");
+        engine.close().unwrap();
+    }
+}

@@ -807,7 +807,11 @@ impl Partition {
             Ok(n) => n,
             Err(err) if is_cancelled(&err) && self.failed.is_none() => 0,
             Err(err) => {
-                self.writes.remove(index);
+                // The write stays, never done, with nothing in flight: the written offset
+                // (the high watermark) must never pass the hole it leaves, whatever later
+                // writes complete.
+                self.writes[index].seq = None;
+                self.writes[index].first = None;
                 return self.fail_io("write", segment, err);
             }
         };
