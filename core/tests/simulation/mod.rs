@@ -492,6 +492,21 @@ impl Simulation {
 
     /// Every feature's cheap checks; a power loss that fired meanwhile restarts the engine.
     fn check(&mut self) {
+        if let Some(path) = std::env::var_os("TIDELOG_SIM_WATCH") {
+            // A debugging aid: trace one file's length and CRC, current and durable.
+            let path = Path::new(&path);
+            let disk = &self.world.disk;
+            let summary = |bytes: std::io::Result<Vec<u8>>| {
+                bytes.map(|b| format!("{} bytes, crc {:08x}", b.len(), crc32c::crc32c(&b)))
+            };
+            let line = format!(
+                "watch {}: now {:?}, durable {:?}",
+                path.display(),
+                summary(disk.read(path)),
+                summary(disk.read_durable(path))
+            );
+            self.world.trace(line);
+        }
         for i in 0..self.features.len() {
             if self.world.crashed() {
                 break;
