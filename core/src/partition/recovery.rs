@@ -365,6 +365,10 @@ fn open_segments(io: &mut ShardIo<'_>, dir: &Path) -> Result<Vec<Segment>> {
     }
     let active = recover_active(io, dir, logs[active_at])?;
     segments.push(active);
+    // Make the directory as recovery leaves it durable: a segment file whose entry was never
+    // synced (a roll that failed half-way) is now adopted, and what is appended to it may be
+    // acknowledged durable; removed leftovers and rewritten indexes settle too.
+    io.storage.sync_dir(dir).map_err(|e| Error::io("sync directory", dir, e))?;
     Ok(segments)
 }
 
