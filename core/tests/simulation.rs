@@ -63,6 +63,9 @@ fn print_report(counters: &Counters, elapsed: Duration) {
 
 /// The engine's own log, with `RUST_LOG` (e.g. `RUST_LOG=tidelog_core=debug`).
 fn init_tracing() {
+    if std::env::var_os("RUST_LOG").is_none() {
+        return;
+    }
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_test_writer()
