@@ -508,10 +508,13 @@ impl Partition {
         let want_sync = self.want_sync();
         let active = self.active();
         let active_base = active.base_offset;
-        let active_writes = self.writes.iter().any(|w| w.segment == active_base && !w.done);
         // Writes to a direct file overlap at the partial block they share, so they must
         // never be in flight together: they go out as one ordered (linked) chain at a time.
+        // That holds for a rolled segment too, whose last buffers may still be sealed: wait
+        // for every write in flight, not only the active segment's.
         let direct = active.log.is_some_and(|log| io.storage.is_direct(log));
+        let active_writes =
+            self.writes.iter().any(|w| !w.done && (direct || w.segment == active_base));
         let chained = want_sync || direct;
         // Group commit: while an fdatasync (or, on a direct file, a write chain) is in
         // flight, appends accumulate and go out together when it completes.
