@@ -4,7 +4,7 @@
 //! reference model (`simulation/`).
 //!
 //! - `TIDELOG_SIM_SEED=S` replays one seed (what a failure prints);
-//! - `TIDELOG_SIM_SEEDS=N` runs seeds `0..N` (default 200, the CI run);
+//! - `TIDELOG_SIM_SEEDS=N` runs seeds `0..N` (default 500, the CI run);
 //! - `TIDELOG_SIM_DURATION=10m` runs fresh seeds (from `TIDELOG_SIM_SEED_BASE`, else from
 //!   the time) until the duration is up;
 //! - `TIDELOG_SIM_VERBOSE=1` prints every step.
@@ -82,7 +82,7 @@ fn seeds_hold_every_invariant() {
     let single = std::env::var("TIDELOG_SIM_SEED").ok().map(|s| s.parse::<u64>().expect("a seed"));
     let duration = std::env::var("TIDELOG_SIM_DURATION").ok().map(|d| parse_duration(&d));
     let count: u64 =
-        std::env::var("TIDELOG_SIM_SEEDS").ok().and_then(|n| n.parse().ok()).unwrap_or(200);
+        std::env::var("TIDELOG_SIM_SEEDS").ok().and_then(|n| n.parse().ok()).unwrap_or(500);
     let base: u64 = match std::env::var("TIDELOG_SIM_SEED_BASE") {
         Ok(base) => base.parse().expect("TIDELOG_SIM_SEED_BASE is a number"),
         Err(_) if duration.is_some() => {

@@ -781,6 +781,11 @@ impl LogFeature {
         self.reads = waiting;
         for read in ready {
             let result = read.pending.wait();
+            // Served later, by the shard: an injected read error may have hit it.
+            let faulty = self
+                .topics
+                .get(&read.topic)
+                .is_some_and(|t| world.faults.may_fail(&t.partitions[read.partition as usize].dir));
             self.verify_read(
                 world,
                 &read.topic,
@@ -788,7 +793,7 @@ impl LogFeature {
                 read.partition,
                 &read.request,
                 result,
-                false,
+                faulty,
                 reads_excused,
             );
             world.count("long-poll reads verified", 1);

@@ -355,7 +355,7 @@ impl World {
     /// interposer come back within its bound), so closes and group commits finish.
     pub fn settle(&mut self) {
         let Some(engine) = self.engine.as_ref() else { return };
-        let quiet_needed = self.interposer.latency().hold_reaps_max + 4;
+        let quiet_needed = 2 * self.interposer.latency().hold_reaps_max + 8;
         let mut quiet = 0;
         for _ in 0..10_000 {
             if engine.step_all() {
