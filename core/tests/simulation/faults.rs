@@ -249,11 +249,14 @@ impl FaultFeature {
         world.interposer.set_latency(latency);
     }
 
-    /// Forget damage that no longer exists (its segment deleted, or cut by recovery).
+    /// Forget damage that no longer exists: its file gone now and from the durable name
+    /// space (a deletion a power loss can still undo brings the damaged file back).
     fn prune(&mut self, world: &mut World) {
         let disk = world.disk.clone();
-        world.faults.damage.retain(|d| disk.exists(&d.path));
-        self.flipped.retain(|p| disk.exists(p));
+        let durable: BTreeSet<PathBuf> = disk.durable_paths().into_iter().collect();
+        let exists = |path: &PathBuf| disk.exists(path) || durable.contains(path);
+        world.faults.damage.retain(|d| exists(&d.path));
+        self.flipped.retain(|p| exists(p));
     }
 }
 
