@@ -700,6 +700,12 @@ fn load_catalog(control: &mut dyn Storage, dir: &Path) -> Result<Vec<TopicMeta>>
         tidelog_io::storage::create_dir_all_durable(control, path)
             .map_err(|e| Error::io("create directory", path, e))?;
     }
+    // A deletion interrupted after its rename into the trash: make the rename durable
+    // (both directories) before removing anything, or a crash could undo the rename and keep
+    // the removals — bringing the topic back without its records.
+    for path in [&topics_dir, &trash_dir] {
+        control.sync_dir(path).map_err(|e| Error::io("sync directory", path, e))?;
+    }
     for entry in control.read_dir(&trash_dir).map_err(|e| Error::io("list", &trash_dir, e))? {
         let path = trash_dir.join(&entry.name);
         let removed =
