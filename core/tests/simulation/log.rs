@@ -1051,7 +1051,7 @@ impl LogFeature {
                     hit.may_fail_read_of(offset),
                     "{dir}: read {request:?} failed on the damaged batch at {} (offsets {}..={}), \
                      which neither holds the offset asked for nor lies on the way to it \
-                     (intact batches must stay readable)",
+                     (intact batches must stay readable): {reason}",
                     hit.position,
                     hit.base_offset,
                     hit.last_offset
