@@ -16,8 +16,11 @@ use crate::segment::index::{IndexEntry, OffsetIndex, TimeIndex, encode_file};
 use crate::segment::scan::scan_log;
 use crate::topic::TopicMeta;
 
+/// A fuzz target's body.
+pub type Body = fn(&[u8]);
+
 /// The fuzz targets, by name (the names of `fuzz/fuzz_targets/*.rs` and `fuzz/corpus/*`).
-pub const TARGETS: [(&str, fn(&[u8])); 5] = [
+pub const TARGETS: [(&str, Body); 5] = [
     ("record_batch", record_batch),
     ("index_files", index_files),
     ("recovery_scan", recovery_scan),
