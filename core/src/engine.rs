@@ -682,10 +682,14 @@ impl Inner {
             })
             .collect();
         let mut result = Ok(());
+        let manual = self.shards.iter().any(ShardHandle::is_manual);
         for (index, wait) in waits.into_iter().enumerate() {
-            while !wait.is_ready() && self.shards.iter().any(ShardHandle::is_manual) {
-                if !self.step_all() {
-                    break;
+            // A manual shard runs only when stepped: keep stepping until it has shut down. A
+            // round without progress does not mean it is done — operations may still be in
+            // flight, their completions yet to come.
+            while manual && !wait.is_ready() {
+                if !self.step_all() && !wait.is_ready() {
+                    std::thread::yield_now();
                 }
             }
             match wait.wait() {
@@ -725,6 +729,12 @@ fn load_catalog(control: &mut dyn Storage, dir: &Path) -> Result<Vec<TopicMeta>>
     for path in [&topics_dir, &trash_dir] {
         tidelog_io::storage::create_dir_all_durable(control, path)
             .map_err(|e| Error::io("create directory", path, e))?;
+    }
+    // A deletion interrupted after its rename into the trash: make the rename durable
+    // (both directories) before removing anything, or a crash could undo the rename and keep
+    // the removals — bringing the topic back without its records.
+    for path in [&topics_dir, &trash_dir] {
+        control.sync_dir(path).map_err(|e| Error::io("sync directory", path, e))?;
     }
     for entry in control.read_dir(&trash_dir).map_err(|e| Error::io("list", &trash_dir, e))? {
         let path = trash_dir.join(&entry.name);

@@ -34,6 +34,8 @@ pub mod config;
 pub mod consumer;
 pub mod engine;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod inspect;
 pub mod limits;
 pub mod partition;

@@ -71,3 +71,162 @@ fn manual_shards_run_on_the_callers_thread_and_are_deterministic() {
         assert!(bytes_a == bytes_b, "{} differs between two runs of one seed", path_a.display());
     }
 }
+
+/// A storage whose completions come back two reaps late (as a real device's would: an
+/// operation takes time), so a shard round can pass without any progress while operations
+/// are in flight.
+struct TwoReapsLate {
+    inner: Box<dyn tidelog_io::Storage>,
+    /// Completions with the reap they arrived in.
+    late: Vec<(u64, tidelog_io::Completion)>,
+    reaps: u64,
+}
+
+impl tidelog_io::Storage for TwoReapsLate {
+    fn kind(&self) -> tidelog_io::BackendKind {
+        self.inner.kind()
+    }
+    fn open(
+        &mut self,
+        path: &std::path::Path,
+        options: tidelog_io::OpenOptions,
+    ) -> std::io::Result<tidelog_io::FileId> {
+        self.inner.open(path, options)
+    }
+    fn close(&mut self, file: tidelog_io::FileId) -> std::io::Result<()> {
+        self.inner.close(file)
+    }
+    fn is_direct(&self, file: tidelog_io::FileId) -> bool {
+        self.inner.is_direct(file)
+    }
+    fn file_len(&mut self, file: tidelog_io::FileId) -> std::io::Result<u64> {
+        self.inner.file_len(file)
+    }
+    fn set_len(&mut self, file: tidelog_io::FileId, len: u64) -> std::io::Result<()> {
+        self.inner.set_len(file, len)
+    }
+    fn submit(&mut self, submission: tidelog_io::Submission) -> Result<(), tidelog_io::Submission> {
+        self.inner.submit(submission)
+    }
+    fn in_flight(&self) -> usize {
+        self.inner.in_flight() + self.late.len()
+    }
+    fn queue_depth(&self) -> usize {
+        self.inner.queue_depth()
+    }
+    fn complete(
+        &mut self,
+        out: &mut Vec<tidelog_io::Completion>,
+        wait: tidelog_io::Wait,
+    ) -> std::io::Result<usize> {
+        self.reaps += 1;
+        let mut fresh = Vec::new();
+        self.inner.complete(&mut fresh, tidelog_io::Wait::No)?;
+        self.late.extend(fresh.into_iter().map(|c| (self.reaps, c)));
+        let ripe = self.late.iter().filter(|(at, _)| at + 2 <= self.reaps).count();
+        // A blocking wait takes what is there.
+        let take = if ripe == 0 && wait != tidelog_io::Wait::No { self.late.len() } else { ripe };
+        out.extend(self.late.drain(..take).map(|(_, c)| c));
+        Ok(take)
+    }
+    fn waker(&self) -> Arc<dyn tidelog_io::storage::Wake> {
+        self.inner.waker()
+    }
+    fn create_dir_all(&mut self, path: &std::path::Path) -> std::io::Result<()> {
+        self.inner.create_dir_all(path)
+    }
+    fn remove_file(&mut self, path: &std::path::Path) -> std::io::Result<()> {
+        self.inner.remove_file(path)
+    }
+    fn remove_dir_all(&mut self, path: &std::path::Path) -> std::io::Result<()> {
+        self.inner.remove_dir_all(path)
+    }
+    fn rename(&mut self, from: &std::path::Path, to: &std::path::Path) -> std::io::Result<()> {
+        self.inner.rename(from, to)
+    }
+    fn read_dir(&mut self, path: &std::path::Path) -> std::io::Result<Vec<tidelog_io::DirEntry>> {
+        self.inner.read_dir(path)
+    }
+    fn sync_dir(&mut self, path: &std::path::Path) -> std::io::Result<()> {
+        self.inner.sync_dir(path)
+    }
+    fn metadata(&mut self, path: &std::path::Path) -> std::io::Result<tidelog_io::Metadata> {
+        self.inner.metadata(path)
+    }
+    fn lock_dir(&mut self, dir: &std::path::Path) -> std::io::Result<tidelog_io::DirLock> {
+        self.inner.lock_dir(dir)
+    }
+}
+
+#[derive(Debug)]
+struct TwoReapsLateFactory(SimDisk);
+
+impl tidelog_io::StorageFactory for TwoReapsLateFactory {
+    fn kind(&self) -> tidelog_io::BackendKind {
+        tidelog_io::BackendKind::Simulated
+    }
+    fn create(&self) -> std::io::Result<Box<dyn tidelog_io::Storage>> {
+        let inner = Box::new(self.0.storage());
+        Ok(Box::new(TwoReapsLate { inner, late: Vec::new(), reaps: 0 }))
+    }
+}
+
+/// Found by the simulation (`simulation.rs`, seed 23): `Engine::close` stepped the manual
+/// shards only until a round made no progress, then blocked waiting for a shutdown that
+/// needed more rounds — forever, since nothing else steps a manual shard.
+#[test]
+fn close_steps_manual_shards_until_completions_arrive() {
+    let disk = SimDisk::new(5);
+    let config = EngineConfig::default()
+        .shards(1)
+        .manual_shards(true)
+        .storage(Arc::new(TwoReapsLateFactory(disk)))
+        .clock(Arc::new(ManualClock::new(1_700_000_000_000)));
+    let engine = Engine::open("/sim/data", config).unwrap();
+    engine.create_topic("t", TopicConfig::default()).unwrap();
+    // The write and its fdatasync are submitted; their completions come two rounds later.
+    let pending = engine.append_async("t", 0, &[Record::new(b"in flight")], Durability::Durable);
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let closing = engine.clone();
+    std::thread::spawn(move || {
+        let _ = done_tx.send(closing.close());
+    });
+    let closed = done_rx.recv_timeout(std::time::Duration::from_secs(20));
+    assert!(matches!(closed, Ok(Ok(()))), "close did not finish: {closed:?}");
+    assert_eq!(pending.wait().unwrap().base_offset, 0);
+}
+
+/// Found by the simulation (seeds 65, 104, a full disk): segment preparation that failed
+/// (ENOSPC) gave up its spare file — and started a new one at once, failing again, forever:
+/// the shard never went idle. A failed preparation now stops preparing (rolls grow files),
+/// as the partition's `prepare_failed` flag always said.
+#[test]
+fn a_failed_segment_preparation_is_not_retried_in_a_loop() {
+    let disk = SimDisk::new(104);
+    let engine = Engine::open(
+        "/sim/data",
+        EngineConfig::default()
+            .shards(1)
+            .manual_shards(true)
+            .storage(Arc::new(disk.factory()))
+            .clock(Arc::new(ManualClock::new(1_700_000_000_000)))
+            .segment_preparation(tidelog_core::SegmentPreparation::ZeroFill),
+    )
+    .unwrap();
+    engine
+        .create_topic(
+            "t",
+            TopicConfig::default().segment_size_bytes(64 * 1024).record_size_bytes_max(4096),
+        )
+        .unwrap();
+    // Room for the records, not for a prepared 64 KiB segment.
+    disk.set_capacity_bytes(Some(disk.used_bytes() + 48 * 1024));
+    for i in 0..40 {
+        let value = format!("record {i} {}", "p".repeat(900)).into_bytes();
+        engine.append("t", 0, &[Record::new(&value)], Durability::Durable).unwrap();
+    }
+    let busy_rounds = (0..1000).take_while(|_| engine.step_all()).count();
+    assert!(busy_rounds < 1000, "the shard is still busy after 1000 rounds");
+    assert_eq!(engine.partition_info("t", 0).unwrap().failed, None);
+    engine.close().unwrap();
+}

@@ -152,8 +152,10 @@ enum OpKind {
     /// `fdatasync` of the active segment's log, covering offsets below `covers` and bytes
     /// below `covers_position`.
     Sync { segment: u64, covers: u64, covers_position: u64 },
-    /// A step of closing `segment`.
+    /// A step of closing `segment` (an `fdatasync` of its log or of an index).
     Close { segment: u64 },
+    /// A write of a closing segment's index tail (with the close entry) at `position`.
+    CloseIndexWrite { segment: u64, file: FileId, position: u64 },
     /// A step of preparing the spare segment.
     Prepare,
 }
@@ -542,10 +544,13 @@ impl Partition {
         let want_sync = self.want_sync();
         let active = self.active();
         let active_base = active.base_offset;
-        let active_writes = self.writes.iter().any(|w| w.segment == active_base && !w.done);
         // Writes to a direct file overlap at the partial block they share, so they must
         // never be in flight together: they go out as one ordered (linked) chain at a time.
+        // That holds for a rolled segment too, whose last buffers may still be sealed: wait
+        // for every write in flight, not only the active segment's.
         let direct = active.log.is_some_and(|log| io.storage.is_direct(log));
+        let active_writes =
+            self.writes.iter().any(|w| !w.done && (direct || w.segment == active_base));
         let chained = want_sync || direct;
         let written_bytes = active.written_bytes;
         // Group commit: while an fdatasync (or, on a direct file, a write chain) is in
@@ -793,7 +798,8 @@ impl Partition {
             OpKind::Write { segment, .. }
             | OpKind::IndexWrite { segment, .. }
             | OpKind::Sync { segment, .. }
-            | OpKind::Close { segment } => segment,
+            | OpKind::Close { segment }
+            | OpKind::CloseIndexWrite { segment, .. } => segment,
         };
         if let Some(s) = self.segment_mut(segment) {
             s.ops_in_flight = s.ops_in_flight.saturating_sub(1);
@@ -829,6 +835,9 @@ impl Partition {
                 }
             }
             OpKind::Close { segment } => self.on_close_step(segment, completion),
+            OpKind::CloseIndexWrite { segment, file, position } => {
+                self.on_close_index_write(io, segment, file, position, completion)
+            }
             OpKind::Prepare => {}
         }
         self.flush(io);
@@ -884,7 +893,11 @@ impl Partition {
             Ok(n) => n,
             Err(err) if is_cancelled(&err) && self.failed.is_none() => 0,
             Err(err) => {
-                self.writes.remove(index);
+                // The write stays, never done, with nothing in flight: the written offset
+                // (the high watermark) must never pass the hole it leaves, whatever later
+                // writes complete.
+                self.writes[index].seq = None;
+                self.writes[index].first = None;
                 return self.fail_io("write", segment, err);
             }
         };
@@ -1097,7 +1110,11 @@ impl Partition {
                 (self.closing[i].segment, self.closing[i].stage, self.closing[i].ops);
             match stage {
                 CloseStage::Draining => {
+                    // Every write of the segment completed in full: none waiting to be
+                    // submitted, in flight, or — the rest of a short write — waiting to be
+                    // submitted again (it has no operation in flight then).
                     let drained = self.sealed.iter().all(|p| p.segment != base)
+                        && self.writes.iter().all(|w| w.segment != base || w.done)
                         && self
                             .segments
                             .iter()
@@ -1173,7 +1190,6 @@ impl Partition {
 
     /// Write the close entry and the index tails, each linked to an `fdatasync` of its file.
     fn write_close_indexes(&mut self, io: &mut ShardIo<'_>, base: u64) -> u32 {
-        let slot = self.slot;
         let Some(segment) = self.segment_mut(base) else { return 0 };
         segment.push_close_entry();
         let Some((offset_file, time_file)) = segment.index_files else { return 0 };
@@ -1183,26 +1199,39 @@ impl Partition {
         ];
         let mut ops = 0;
         for (file, tail) in tails {
-            let mut submissions = Vec::new();
-            if let Some((at, bytes)) = tail {
-                submissions.push(Op::Write {
-                    file,
-                    offset: at,
-                    buf: AlignedBuf::from_slice(&bytes),
-                });
-            }
-            submissions.push(Op::SyncData { file });
-            let last = submissions.len() - 1;
-            for (i, op) in submissions.into_iter().enumerate() {
-                let seq = self.next_seq();
-                let submission =
-                    Submission { token: io::token(slot, seq), op, link_next: i < last };
-                if io.submit(submission).is_ok() {
-                    self.ops.insert(seq, OpKind::Close { segment: base });
-                    ops += 1;
-                    if let Some(s) = self.segment_mut(base) {
-                        s.ops_in_flight += 1;
-                    }
+            ops += self.submit_close_index_tail(io, base, file, tail);
+        }
+        ops
+    }
+
+    /// Submit `tail` (if any) of a closing segment's index `file`, linked to an `fdatasync`
+    /// of the file; returns how many operations went out.
+    fn submit_close_index_tail(
+        &mut self,
+        io: &mut ShardIo<'_>,
+        base: u64,
+        file: FileId,
+        tail: Option<(u64, Vec<u8>)>,
+    ) -> u32 {
+        let mut submissions = Vec::new();
+        if let Some((at, bytes)) = tail {
+            let op = Op::Write { file, offset: at, buf: AlignedBuf::from_slice(&bytes) };
+            submissions.push((op, OpKind::CloseIndexWrite { segment: base, file, position: at }));
+        }
+        submissions.push((Op::SyncData { file }, OpKind::Close { segment: base }));
+        let last = submissions.len() - 1;
+        let mut ops = 0;
+        for (i, (op, kind)) in submissions.into_iter().enumerate() {
+            let seq = self.next_seq();
+            let submission =
+                Submission { token: io::token(self.slot, seq), op, link_next: i < last };
+            // A refused submission (full queue) leaves the close entry unwritten: harmless,
+            // recovery then verifies the segment and writes it.
+            if io.submit(submission).is_ok() {
+                self.ops.insert(seq, kind);
+                ops += 1;
+                if let Some(s) = self.segment_mut(base) {
+                    s.ops_in_flight += 1;
                 }
             }
         }
@@ -1210,16 +1239,48 @@ impl Partition {
     }
 
     fn on_close_step(&mut self, base: u64, completion: Completion) {
-        if let Err(err) = completion.result {
-            return self.fail_io("close segment", base, err);
+        match completion.result {
+            // Cancelled because the index write linked before it fell short: that write goes
+            // out again with a new fdatasync (`on_close_index_write`).
+            Err(err) if is_cancelled(&err) && self.failed.is_none() => {}
+            Err(err) => return self.fail_io("close segment", base, err),
+            Ok(_) => {}
         }
-        if let Some(n) = completion.buf.as_ref().map(|b| b.len())
-            && completion.result.as_ref().is_ok_and(|&written| written < n)
-        {
-            return self.fail_io("close segment", base, std::io::Error::other("short index write"));
+        self.close_op_done(base, 0);
+    }
+
+    /// A closing segment's index tail was written: all of it, or (a short write) part of it,
+    /// in which case the rest goes out again, linked to a new `fdatasync`.
+    fn on_close_index_write(
+        &mut self,
+        io: &mut ShardIo<'_>,
+        base: u64,
+        file: FileId,
+        position: u64,
+        completion: Completion,
+    ) {
+        let written = match completion.result {
+            Ok(n) => n,
+            Err(err) => return self.fail_io("close segment", base, err),
+        };
+        let len = completion.buf.as_ref().map_or(0, |b| b.len());
+        let mut more = 0;
+        if written < len && self.failed.is_none() {
+            let rest = completion.buf.as_ref().map(|b| b[written..].to_vec());
+            more = self.submit_close_index_tail(
+                io,
+                base,
+                file,
+                rest.map(|bytes| (position + written as u64, bytes)),
+            );
         }
+        self.close_op_done(base, more);
+    }
+
+    /// One operation of closing `base` completed; `more` new ones went out.
+    fn close_op_done(&mut self, base: u64, more: u32) {
         if let Some(closing) = self.closing.iter_mut().find(|c| c.segment == base) {
-            closing.ops = closing.ops.saturating_sub(1);
+            closing.ops = closing.ops.saturating_sub(1) + more;
         }
     }
 

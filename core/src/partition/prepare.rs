@@ -68,7 +68,10 @@ impl Partition {
     /// Advance preparation of the next segment by at most one operation.
     pub(super) fn prepare_step(&mut self, io: &mut ShardIo<'_>) {
         let policy = io.settings.preparation;
+        // After a failed preparation (a full disk, EIO), rolls grow files: retrying at once
+        // would only fail again, in a loop that keeps the shard busy.
         if policy == SegmentPreparation::Grow
+            || self.prepare_failed
             || self.failed.is_some()
             || self.draining
             || !io.has_room(1)
@@ -199,8 +202,10 @@ impl Partition {
         Ok(Some(spare.file))
     }
 
-    /// Retention is deleting the segment whose log is at `path` (open as `file`, if it is):
-    /// keep it as the spare if there is none. Returns true if it was kept.
+    /// Retention is deleting the segment whose log is at `path` (open as `file`, if it is;
+    /// closed either way): keep it as the spare if there is none. Returns true if the log
+    /// was moved to the spare's name (even if it could not be opened as the spare then: the
+    /// next open adopts it).
     pub(super) fn recycle_segment_file(
         &mut self,
         io: &mut ShardIo<'_>,
@@ -225,10 +230,10 @@ impl Partition {
             return false;
         }
         let options = OpenOptions::read_write().direct(io.settings.direct_io);
-        let Ok(file) = io.storage.open(&to, options) else { return false };
+        let Ok(file) = io.storage.open(&to, options) else { return true };
         let Ok(size) = io.storage.file_len(file) else {
             let _ = io.storage.close(file);
-            return false;
+            return true;
         };
         self.spare = Some(Spare::ready(file, size));
         true

@@ -331,13 +331,18 @@ impl Partition {
                 recovery::load_closed_indexes(io, &dir, segment)?;
             }
             let log = recovery::ensure_log_open(io, &dir, segment)?;
-            let start = segment
+            let base = segment.base_offset;
+            // Where to start, and the offset the batch there must start with.
+            let (start, next_base) = segment
                 .offset_index
                 .as_ref()
                 .and_then(|i| i.lookup(offset))
-                .map_or(0, |e| u64::from(e.position));
-            (log, start, segment.written_bytes, segment.base_offset)
+                .map_or((0, base), |e| {
+                    (u64::from(e.position), base + u64::from(e.relative_offset))
+                });
+            (log, start, segment.written_bytes, (base, next_base))
         };
+        let (base, mut next_base) = base;
         let path = segment::log_path(&dir, base);
         let max_bytes = request.max_bytes.max(1);
         let mut want = max_bytes.max(READ_BYTES_MIN);
@@ -347,9 +352,10 @@ impl Partition {
             }
             let len = want.min((limit - position) as usize);
             let buf = io.read_now(log, position, len).map_err(|e| Error::io("read", &path, e))?;
-            match collect_batches(&buf, offset, visible, max_bytes) {
+            match collect_batches(&buf, offset, visible, max_bytes, true, &mut next_base) {
                 Collected::Batches { start, end } => {
-                    verify_crcs(&buf[start..end], &path, position + start as u64)?;
+                    let end =
+                        start + verified_len(&buf[start..end], &path, position + start as u64)?;
                     let data = buf.slice(start..end);
                     return Ok(Some(self.fetch_of(offset, vec![data])));
                 }
@@ -358,19 +364,24 @@ impl Partition {
                     want = max_bytes.max(READ_BYTES_MIN);
                 }
                 Collected::Skipped { .. } => return Ok(None),
-                Collected::NeedMore { at, total } => {
-                    if total > BATCH_SIZE_BYTES_MAX as usize {
-                        return Err(Error::corrupt(
-                            &path,
-                            position + at as u64,
-                            format!("batch length {total} exceeds the limit"),
-                        ));
+                Collected::NeedMore { at, total, previous } => {
+                    let end = position + at as u64 + total as u64;
+                    if total > BATCH_SIZE_BYTES_MAX as usize || end > limit {
+                        // A damaged length, here or in the batch before (whose length led
+                        // here): not a batch still to be read whole.
+                        let (at, reason) = blame(&buf, previous, at, || {
+                            format!(
+                                "batch of {total} bytes runs past the end of the written log \
+                                 ({limit} bytes)"
+                            )
+                        });
+                        return Err(Error::corrupt(&path, position + at as u64, reason));
                     }
                     position += at as u64;
                     want = total;
                 }
-                Collected::Invalid { at, error } => {
-                    return Err(Error::corrupt(&path, position + at as u64, error));
+                Collected::Invalid { at, reason } => {
+                    return Err(Error::corrupt(&path, position + at as u64, reason));
                 }
             }
         }
@@ -389,15 +400,18 @@ impl Partition {
         let mut at = self.tail_cache.partition_point(|c| c.end_offset <= offset);
         let mut budget = request.max_bytes.max(1);
         let mut next = offset;
-        let mut chunks = Vec::new();
+        let mut chunks: Vec<Bytes> = Vec::new();
         let path = segment::log_path(&self.dir, segment);
         while let Some(chunk) = self.tail_cache.get(at) {
             if chunk.segment != segment || chunk.base_offset > next || next >= visible {
                 break;
             }
-            match collect_batches(&chunk.data, next, visible, budget) {
+            // Only the fetch's first batch may exceed the budget, not a later chunk's first.
+            let first = chunks.is_empty();
+            let mut chunk_base = chunk.base_offset;
+            match collect_batches(&chunk.data, next, visible, budget, first, &mut chunk_base) {
                 Collected::Batches { start, end } => {
-                    verify_crcs(&chunk.data[start..end], &path, 0)?;
+                    let end = start + verified_len(&chunk.data[start..end], &path, 0)?;
                     let data = chunk.data.slice(start..end);
                     let Some(Ok(last)) = BatchIter::new(&data).last() else { break };
                     next = last.last_offset() as u64 + 1;
@@ -432,14 +446,14 @@ impl Partition {
                 recovery::load_closed_indexes(io, &dir, segment)?;
             }
             let log = recovery::ensure_log_open(io, &dir, segment)?;
-            let start = segment
-                .time_index
-                .as_ref()
-                .and_then(|i| i.lookup(target))
-                .map_or(0, |e| u64::from(e.position));
+            let base = segment.base_offset;
+            let (start, first_offset) =
+                segment.time_index.as_ref().and_then(|i| i.lookup(target)).map_or((0, base), |e| {
+                    (u64::from(e.position), base + u64::from(e.relative_offset))
+                });
             let limit = segment.written_bytes;
-            let path = segment::log_path(&dir, segment.base_offset);
-            let found = walk_batches(io, log, &path, start, limit, |batch| {
+            let path = segment::log_path(&dir, base);
+            let found = walk_batches(io, log, &path, (start, first_offset), limit, |batch| {
                 if batch.max_timestamp() < target {
                     return Ok(ControlFlow::Continue(()));
                 }
@@ -466,15 +480,34 @@ enum Collected {
     Batches { start: usize, end: usize },
     /// Every whole batch in the buffer is before the wanted offset.
     Skipped { consumed: usize },
-    /// The batch at `at` is `total` bytes and does not fit in the buffer.
-    NeedMore { at: usize, total: usize },
-    /// The bytes at `at` are not a valid batch.
-    Invalid { at: usize, error: DecodeError },
+    /// The batch at `at` is `total` bytes and does not fit in the buffer; `previous` is the
+    /// batch walked (not checked) just before it, if in the buffer.
+    NeedMore { at: usize, total: usize, previous: Option<usize> },
+    /// The bytes at `at` are not a valid batch, or not the one that continues the offsets.
+    Invalid { at: usize, reason: String },
 }
 
-fn collect_batches(buf: &[u8], offset: u64, visible: u64, max_bytes: usize) -> Collected {
+/// Find the whole batches of `buf` to return for a read at `offset`: from the one holding it,
+/// below `visible`, at most `max_bytes` together — except that the first may be larger alone
+/// if `first_may_exceed`.
+///
+/// `next_base` is the offset the first batch of `buf` must start with (from the index entry
+/// the read starts at); every batch walked must continue the offsets of the one before it.
+/// `baseOffset` and the batch length are outside the CRC, so this is what catches damage to
+/// them — before a batch is returned under wrong offsets, or skipped by a wrong length.
+/// Batches walked past are not CRC-checked, but when the walk goes wrong right after one,
+/// that one is checked and blamed if it is damaged.
+fn collect_batches(
+    buf: &[u8],
+    offset: u64,
+    visible: u64,
+    max_bytes: usize,
+    first_may_exceed: bool,
+    next_base: &mut u64,
+) -> Collected {
     let mut at = 0usize;
     let mut start = None;
+    let mut previous = None;
     while at < buf.len() {
         let rest = &buf[at..];
         if rest.len() < LOG_OVERHEAD {
@@ -485,8 +518,10 @@ fn collect_batches(buf: &[u8], offset: u64, visible: u64, max_bytes: usize) -> C
         if total > rest.len() {
             if start.is_none() {
                 return match BatchView::parse(rest) {
-                    Err(DecodeError::Truncated { .. }) | Ok(_) => Collected::NeedMore { at, total },
-                    Err(error) => Collected::Invalid { at, error },
+                    Err(DecodeError::Truncated { .. }) | Ok(_) => {
+                        Collected::NeedMore { at, total, previous }
+                    }
+                    Err(error) => invalid(buf, previous, at, || error.to_string()),
                 };
             }
             break;
@@ -496,23 +531,49 @@ fn collect_batches(buf: &[u8], offset: u64, visible: u64, max_bytes: usize) -> C
             Err(error) => {
                 return match start {
                     Some(start) => Collected::Batches { start, end: at },
-                    None => Collected::Invalid { at, error },
+                    None => invalid(buf, previous, at, || error.to_string()),
                 };
             }
         };
+        let expected = *next_base;
+        if batch.base_offset() != expected as i64 || batch.last_offset_delta() < 0 {
+            return match start {
+                // Return what came before; a read from here fails on it.
+                Some(start) => Collected::Batches { start, end: at },
+                None => invalid(buf, previous, at, || {
+                    format!(
+                        "batch has base offset {} and last offset delta {}, expected base \
+                         offset {expected}",
+                        batch.base_offset(),
+                        batch.last_offset_delta()
+                    )
+                }),
+            };
+        }
         let last = batch.last_offset() as u64;
         if last < offset {
+            *next_base = last + 1;
+            previous = Some(at);
             at += total;
             continue;
         }
         if last >= visible {
+            // Visible ends are batch boundaries: the batch holding the offset asked for
+            // (which is visible) cannot end past one, unless its offsets are damaged.
+            if start.is_none()
+                && let Err(error) = batch.verify_crc()
+            {
+                return Collected::Invalid { at, reason: error.to_string() };
+            }
             break;
         }
         match start {
+            None if !first_may_exceed && total > max_bytes => break,
             None => start = Some(at),
             Some(s) if at + total - s > max_bytes => break,
             Some(_) => {}
         }
+        *next_base = last + 1;
         at += total;
     }
     match start {
@@ -521,23 +582,57 @@ fn collect_batches(buf: &[u8], offset: u64, visible: u64, max_bytes: usize) -> C
     }
 }
 
-/// Verify the CRC of every batch in `data` (the read-side half of the paired checks).
-fn verify_crcs(data: &[u8], path: &Path, position: u64) -> Result<()> {
-    let mut at = 0usize;
-    for batch in BatchIter::new(data) {
-        let batch = batch.map_err(|e| Error::corrupt(path, position + at as u64, e))?;
-        batch.verify_crc().map_err(|e| Error::corrupt(path, position + at as u64, e))?;
-        at += batch.total_len();
+/// The walk went wrong at `at`, right after the batch at `previous` (walked, not checked):
+/// blame that one if its CRC fails, else what is at `at`.
+fn blame(
+    buf: &[u8],
+    previous: Option<usize>,
+    at: usize,
+    reason: impl FnOnce() -> String,
+) -> (usize, String) {
+    if let Some(previous) = previous
+        && let Err(error) = BatchView::parse(&buf[previous..]).and_then(|b| b.verify_crc())
+    {
+        return (previous, error.to_string());
     }
-    Ok(())
+    (at, reason())
 }
 
-/// Read batches from `position` to `limit`, calling `visit` on each until it breaks.
+fn invalid(
+    buf: &[u8],
+    previous: Option<usize>,
+    at: usize,
+    reason: impl FnOnce() -> String,
+) -> Collected {
+    let (at, reason) = blame(buf, previous, at, reason);
+    Collected::Invalid { at, reason }
+}
+
+/// Verify the CRC of every batch in `data` (whole batches at byte `position` of `path`: the
+/// read-side half of the paired checks) and return the length of the intact batches it
+/// starts with. A damaged first batch is [`Error::Corrupt`]; a damaged later one ends the
+/// fetch before it, so that the batches before it stay readable (a read of the damaged one
+/// then fails).
+fn verified_len(data: &[u8], path: &Path, position: u64) -> Result<usize> {
+    let mut at = 0usize;
+    for batch in BatchIter::new(data) {
+        match batch.and_then(|b| b.verify_crc().map(|()| b.total_len())) {
+            Ok(len) => at += len,
+            Err(error) if at == 0 => return Err(Error::corrupt(path, position, error)),
+            Err(_) => break,
+        }
+    }
+    Ok(at)
+}
+
+/// Read batches from `position` (where the batch starting at offset `next_base` is) to
+/// `limit`, calling `visit` on each until it breaks; every batch is verified (CRC, and
+/// offsets continuing the batch before it).
 fn walk_batches<T>(
     io: &mut ShardIo<'_>,
     log: FileId,
     path: &Path,
-    mut position: u64,
+    (mut position, mut next_base): (u64, u64),
     limit: u64,
     mut visit: impl FnMut(&BatchView<'_>) -> std::result::Result<ControlFlow<T>, String>,
 ) -> Result<Option<T>> {
@@ -559,6 +654,12 @@ fn walk_batches<T>(
             let batch = BatchView::parse(rest)
                 .map_err(|e| Error::corrupt(path, position + at as u64, e))?;
             batch.verify_crc().map_err(|e| Error::corrupt(path, position + at as u64, e))?;
+            if batch.base_offset() != next_base as i64 {
+                let reason =
+                    format!("batch has base offset {}, expected {next_base}", batch.base_offset());
+                return Err(Error::corrupt(path, position + at as u64, reason));
+            }
+            next_base = batch.last_offset() as u64 + 1;
             match visit(&batch)
                 .map_err(|reason| Error::corrupt(path, position + at as u64, reason))?
             {

@@ -127,11 +127,14 @@ pub(crate) fn load_closed_indexes(
     rebuilt.time_index = Some(TimeIndex::new(base));
     let path = segment::log_path(dir, base);
     let end = scan_into(io, log, &path, &mut rebuilt, segment.size_bytes)?;
-    if end.next_offset != segment.next_offset {
+    if end.next_offset == segment.next_offset {
+        rebuilt.push_close_entry();
+    } else {
+        // Damaged: keep the indexes of the part that verified, so its batches stay readable;
+        // a read from the damage on walks into it and fails naming it.
         let reason = end.stop.map_or_else(|| "log ends early".to_string(), |s| s.to_string());
-        return Err(Error::corrupt(path, end.position, reason));
+        tracing::warn!(segment = %path.display(), position = end.position, %reason, "closed segment damaged; indexed up to the damage");
     }
-    rebuilt.push_close_entry();
     segment.offset_index = rebuilt.offset_index;
     segment.time_index = rebuilt.time_index;
     Ok(())
@@ -365,6 +368,10 @@ fn open_segments(io: &mut ShardIo<'_>, dir: &Path) -> Result<Vec<Segment>> {
     }
     let active = recover_active(io, dir, logs[active_at])?;
     segments.push(active);
+    // Make the directory as recovery leaves it durable: a segment file whose entry was never
+    // synced (a roll that failed half-way) is now adopted, and what is appended to it may be
+    // acknowledged durable; removed leftovers and rewritten indexes settle too.
+    io.storage.sync_dir(dir).map_err(|e| Error::io("sync directory", dir, e))?;
     Ok(segments)
 }
 

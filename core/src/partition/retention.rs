@@ -8,7 +8,7 @@
 //! `retention_ms`; by size, the oldest segments go while the partition would still hold at
 //! least `retention_bytes` without them.
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::partition::Partition;
 use crate::partition::io::ShardIo;
 use crate::partition::recovery;
@@ -41,9 +41,17 @@ impl Partition {
     }
 
     /// Delete closed segments as retention says; returns how many went.
+    ///
+    /// A segment's log is first taken aside in one step — kept as the next spare, or renamed
+    /// to `<name>.deleted` (which opening removes) — and only then forgotten. If that step
+    /// fails nothing has changed and the segment goes at a later tick. (Removing the files
+    /// first could fail half-way and leave a log that the next open would bring back, with
+    /// records retention had already deleted.) Removing the taken-aside and index files is
+    /// best effort: what is left is removed on open.
     pub(crate) fn apply_retention(&mut self, io: &mut ShardIo<'_>, now_ms: i64) -> Result<usize> {
         let mut total: u64 = self.segments.iter().map(|s| s.size_bytes).sum();
         let mut deleted = 0;
+        let mut first_error = None;
         // Candidates: closed and not closing, oldest first; the active one is always last.
         while self.segments.len() > 1 {
             let oldest = &self.segments[0];
@@ -61,21 +69,37 @@ impl Partition {
             if !by_age && !by_size {
                 break;
             }
+            let base = oldest.base_offset;
+            let log_path = crate::segment::log_path(&self.dir, base);
+            let file = self.segments[0].log.take();
+            if !self.recycle_segment_file(io, file, &log_path) {
+                let aside = self.dir.join(format!("{}.deleted", crate::segment::log_name(base)));
+                if let Err(err) = io.storage.rename(&log_path, &aside) {
+                    first_error.get_or_insert(Error::io("rename", &log_path, err));
+                    break;
+                }
+                if let Err(err) = io.storage.remove_file(&aside) {
+                    first_error.get_or_insert(Error::io("remove", &aside, err));
+                }
+            }
             let segment = self.segments.remove(0);
             total -= segment.size_bytes;
             self.log_start_offset = self.segments[0].base_offset;
-            let log_path = crate::segment::log_path(&self.dir, segment.base_offset);
-            self.recycle_segment_file(io, segment.log, &log_path);
-            recovery::remove_segment_files(io, &self.dir, segment.base_offset)?;
+            if let Err(err) = recovery::remove_segment_files(io, &self.dir, base) {
+                first_error.get_or_insert(err);
+            }
             deleted += 1;
-            tracing::debug!(topic = %self.topic, partition = self.id, base = segment.base_offset, by_age, by_size, "retention deleted segment");
+            tracing::debug!(topic = %self.topic, partition = self.id, base, by_age, by_size, "retention deleted segment");
         }
         if deleted > 0 {
             let dir = self.dir.clone();
-            io.storage
-                .sync_dir(&dir)
-                .map_err(|e| crate::error::Error::io("sync directory", dir, e))?;
+            if let Err(err) = io.storage.sync_dir(&dir) {
+                first_error.get_or_insert(Error::io("sync directory", dir, err));
+            }
         }
-        Ok(deleted)
+        match first_error {
+            Some(err) => Err(err),
+            None => Ok(deleted),
+        }
     }
 }

@@ -264,7 +264,12 @@ pub(crate) fn stop_all(shards: &[ShardHandle]) {
         if let Err((_, request)) = shard.mailbox.send(Request::Shutdown { reply }) {
             request.fail(|| Error::Closed);
         }
-        while shard.is_manual() && !pending.is_ready() && shard.step() {}
+        // A manual shard shuts down only when stepped, possibly over several rounds.
+        while shard.is_manual() && !pending.is_ready() {
+            if !shard.step() && !pending.is_ready() {
+                std::thread::yield_now();
+            }
+        }
         let _ = pending.wait();
         shard.join();
     }

@@ -1,0 +1,5 @@
+//! Fuzz target `index_files`: the body is `tidelog_core::fuzzing::index_files` (also run on stable by
+//! `core/tests/fuzz_smoke.rs`).
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| tidelog_core::fuzzing::index_files(data));
