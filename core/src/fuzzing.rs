@@ -225,7 +225,7 @@ pub fn config_values(data: &[u8]) {
         );
         assert!(config.segment_size_bytes >= crate::limits::SEGMENT_SIZE_BYTES_MIN);
         assert!(config.segment_size_bytes <= crate::limits::SEGMENT_SIZE_BYTES_MAX);
-        assert!(u64::from(config.record_size_bytes_max) <= config.segment_size_bytes);
+        assert!(config.record_size_bytes_max <= crate::limits::BATCH_SIZE_BYTES_MAX);
         assert!(config.segment_size_bytes.is_multiple_of(tidelog_io::BLOCK_SIZE as u64));
     }
 }

@@ -287,3 +287,32 @@ fn reads_from_the_tail_cache_keep_to_max_bytes() {
     }
     engine.close().unwrap();
 }
+
+#[test]
+fn a_batch_larger_than_a_segment_gets_a_segment_of_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let topic = TopicConfig::default().segment_size_bytes(16 * 1024).record_size_bytes_max(1 << 20);
+    let values: Vec<Vec<u8>> =
+        [100usize, 200 * 1024, 10, 40 * 1024, 5].iter().map(|&n| vec![n as u8; n]).collect();
+    let engine = open(dir.path());
+    engine.create_topic("big", topic).unwrap();
+    for value in &values {
+        engine.append("big", 0, &[Record::new(value)], Durability::Durable).unwrap();
+    }
+    let check = |engine: &Engine| {
+        for (offset, value) in values.iter().enumerate() {
+            let fetch = engine.read("big", 0, ReadRequest::new(offset as u64)).unwrap();
+            let record = fetch.records().next().unwrap().unwrap();
+            assert_eq!(record.offset() as usize, offset);
+            assert_eq!(record.value().unwrap(), &value[..], "offset {offset}");
+        }
+        let info = engine.partition_info("big", 0).unwrap();
+        assert_eq!(info.high_watermark, values.len() as u64);
+        assert!(info.segments.len() >= 3, "{:?}", info.segments);
+    };
+    check(&engine);
+    engine.close().unwrap();
+    let engine = open(dir.path());
+    check(&engine);
+    engine.close().unwrap();
+}
