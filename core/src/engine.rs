@@ -769,6 +769,10 @@ fn load_catalog(control: &mut dyn Storage, dir: &Path) -> Result<Vec<TopicMeta>>
             ));
         }
         meta.config().validate()?;
+        // The partition directories' entries: one may exist only in the page cache (a
+        // creation that failed half-way, then a restart without a reboot); a partition's
+        // open makes its own directory durable, not the entry naming it.
+        control.sync_dir(&path).map_err(|e| Error::io("sync directory", &path, e))?;
         topics.push(meta);
     }
     Ok(topics)

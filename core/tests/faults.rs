@@ -204,16 +204,15 @@ fn short_writes_never_fail_a_partition() {
     engine.close().unwrap();
 }
 
-/// Known engine bug, found by the simulation (seed 6); not fixed — it needs a design
-/// decision (see docs/TESTING.md, "Known engine bugs").
+/// Found by the simulation (seed 6).
 ///
 /// After a failed fdatasync the kernel may mark the dirty pages clean ("fsyncgate"): the
 /// data stays readable in the page cache but never reaches the disk, and later fsyncs
 /// succeed. An engine reopened *without a reboot* recovers those records from the page
 /// cache, "syncs" them (successfully) and reports them durable; a power loss then takes
 /// them — and every later record of the segment, since recovery stops at the hole.
+/// Recovery now writes the bytes it scanned again before syncing them.
 #[test]
-#[ignore = "known engine bug: records recovered after a failed fdatasync are reported durable but are not"]
 fn records_reported_durable_after_reopening_past_a_failed_fsync_survive_power_loss() {
     let disk = SimDisk::new(31);
     let engine = sim_engine(&disk);

@@ -346,12 +346,24 @@ impl Partition {
         let path = segment::log_path(&dir, base);
         let max_bytes = request.max_bytes.max(1);
         let mut want = max_bytes.max(READ_BYTES_MIN);
+        // The last batch walked past in the previous buffer, when this buffer starts right
+        // after it: its length led here, so it is blamed if the walk goes wrong at once.
+        let mut carried: Option<u64> = None;
         loop {
             if position >= limit {
                 return Ok(None);
             }
             let len = want.min((limit - position) as usize);
             let buf = io.read_now(log, position, len).map_err(|e| Error::io("read", &path, e))?;
+            let blame_carried = |io: &mut ShardIo<'_>, at: usize, reason: String| -> Error {
+                if at == 0
+                    && let Some(previous) = carried
+                    && let Some(error) = damaged_batch_at(io, log, previous)
+                {
+                    return Error::corrupt(&path, previous, error);
+                }
+                Error::corrupt(&path, position + at as u64, reason)
+            };
             match collect_batches(&buf, offset, visible, max_bytes, true, &mut next_base) {
                 Collected::Batches { start, end } => {
                     let end =
@@ -359,7 +371,8 @@ impl Partition {
                     let data = buf.slice(start..end);
                     return Ok(Some(self.fetch_of(offset, vec![data])));
                 }
-                Collected::Skipped { consumed } if consumed > 0 => {
+                Collected::Skipped { consumed, last } if consumed > 0 => {
+                    carried = last.map(|last| position + last as u64);
                     position += consumed as u64;
                     want = max_bytes.max(READ_BYTES_MIN);
                 }
@@ -375,14 +388,17 @@ impl Partition {
                                  ({limit} bytes)"
                             )
                         });
-                        return Err(Error::corrupt(&path, position + at as u64, reason));
+                        return Err(blame_carried(io, at, reason));
                     }
+                    carried = match previous {
+                        Some(previous) => Some(position + previous as u64),
+                        None if at == 0 => carried,
+                        None => None,
+                    };
                     position += at as u64;
                     want = total;
                 }
-                Collected::Invalid { at, reason } => {
-                    return Err(Error::corrupt(&path, position + at as u64, reason));
-                }
+                Collected::Invalid { at, reason } => return Err(blame_carried(io, at, reason)),
             }
         }
     }
@@ -479,7 +495,7 @@ enum Collected {
     /// Whole batches `[start, end)` of the buffer to return.
     Batches { start: usize, end: usize },
     /// Every whole batch in the buffer is before the wanted offset.
-    Skipped { consumed: usize },
+    Skipped { consumed: usize, last: Option<usize> },
     /// The batch at `at` is `total` bytes and does not fit in the buffer; `previous` is the
     /// batch walked (not checked) just before it, if in the buffer.
     NeedMore { at: usize, total: usize, previous: Option<usize> },
@@ -578,7 +594,7 @@ fn collect_batches(
     }
     match start {
         Some(start) => Collected::Batches { start, end: at },
-        None => Collected::Skipped { consumed: at },
+        None => Collected::Skipped { consumed: at, last: previous },
     }
 }
 
@@ -596,6 +612,25 @@ fn blame(
         return (previous, error.to_string());
     }
     (at, reason())
+}
+
+/// Read the batch at `position` of `log` again and return why it is damaged, if it is (a
+/// failed read blames nothing: the caller reports what it found).
+fn damaged_batch_at(io: &mut ShardIo<'_>, log: FileId, position: u64) -> Option<String> {
+    let header = io.read_now(log, position, LOG_OVERHEAD).ok()?;
+    if header.len() < LOG_OVERHEAD {
+        return None;
+    }
+    let length = i32::from_be_bytes([header[8], header[9], header[10], header[11]]);
+    let total = LOG_OVERHEAD + usize::try_from(length).ok()?;
+    if total > BATCH_SIZE_BYTES_MAX as usize {
+        return Some(format!("batch length {length} exceeds the batch size limit"));
+    }
+    let bytes = io.read_now(log, position, total).ok()?;
+    match BatchView::parse(&bytes).and_then(|b| b.verify_crc()) {
+        Ok(()) => None,
+        Err(error) => Some(error.to_string()),
+    }
 }
 
 fn invalid(

@@ -432,12 +432,57 @@ fn close_repaired(
             .set_len(log, segment.size_bytes)
             .map_err(|e| Error::io("truncate", &log_path, e))?;
     }
+    rewrite_range(io, &log_path, 0, segment.size_bytes)?;
     io.sync_now(log).map_err(|e| Error::io("fdatasync", &log_path, e))?;
     segment.push_close_entry();
     rewrite_indexes(io, dir, segment)?;
     let _ = io.storage.close(log);
     segment.log = None;
     Ok(())
+}
+
+/// Write `start..end` of a log again with the bytes it reads back, and sync it, so recovery
+/// can call them durable.
+///
+/// Recovery reads what the page cache shows, which is not always what the disk holds: after
+/// a failed `fdatasync` Linux marks the dirty pages clean ("fsyncgate"), so a later
+/// `fdatasync` — this process's or a restarted one's — succeeds without writing them, and a
+/// power loss takes them. The engine that saw the failure stops (fail-stop), but an engine
+/// reopened without a reboot would find those bytes, sync them "successfully" and report
+/// them durable. Writing them again makes the pages dirty, so the sync that follows really
+/// writes them (or fails). Index entries are written only after the log bytes they cover
+/// were synced successfully, so only what lies after the last one needs this.
+fn rewrite_range(io: &mut ShardIo<'_>, path: &Path, start: u64, end: u64) -> Result<()> {
+    const CHUNK: u64 = 1 << 20;
+    if start >= end {
+        return Ok(());
+    }
+    // A buffered handle: through the page cache, whatever mode the log was opened in.
+    let file = open_file(io, path, OpenOptions::read_write())?;
+    let mut result = Ok(());
+    let mut at = start;
+    while at < end && result.is_ok() {
+        let len = (end - at).min(CHUNK) as usize;
+        result = io
+            .read_now(file, at, len)
+            .and_then(|bytes| {
+                if bytes.len() == len {
+                    Ok(bytes)
+                } else {
+                    Err(std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        format!("read {} of {len} bytes at {at}", bytes.len()),
+                    ))
+                }
+            })
+            .and_then(|bytes| io.write_now(file, at, &bytes))
+            .map_err(|e| Error::io("rewrite recovered tail", path, e));
+        at += len as u64;
+    }
+    let result =
+        result.and_then(|()| io.sync_now(file).map_err(|e| Error::io("fdatasync", path, e)));
+    let _ = io.storage.close(file);
+    result
 }
 
 /// Write a segment's in-memory indexes as fresh files, durably.
@@ -494,7 +539,7 @@ fn recover_active(io: &mut ShardIo<'_>, dir: &Path, base: u64) -> Result<Segment
     // Start from the last offset entry whose batch is really there (entries are written
     // without sync, so a crash can leave some pointing past the surviving log), and no later
     // than the last time entry, so the maximum timestamp stays exact.
-    let (segment, end) = loop {
+    let (segment, end, scanned_from) = loop {
         let offset_start = offset_index.last().copied();
         let keep_time = time_index
             .entries()
@@ -529,7 +574,7 @@ fn recover_active(io: &mut ShardIo<'_>, dir: &Path, base: u64) -> Result<Segment
             time_index.truncate(keep);
             continue;
         }
-        break (segment, end);
+        break (segment, end, start_pos);
     };
     let mut segment = segment;
     if let Some(stop) = &end.stop {
@@ -541,6 +586,9 @@ fn recover_active(io: &mut ShardIo<'_>, dir: &Path, base: u64) -> Result<Segment
             .map_err(|e| Error::io("truncate", &log_path, e))?;
     }
     // Everything kept is now durable, whether or not the process that wrote it synced it.
+    // What the scan covered may never have reached the disk (see `rewrite_range`); index
+    // entries, which it started from, are written only once the bytes they cover are synced.
+    rewrite_range(io, &log_path, scanned_from, segment.size_bytes)?;
     io.sync_now(log).map_err(|e| Error::io("fdatasync", &log_path, e))?;
     rewrite_indexes(io, dir, &mut segment)?;
     let offset_file = open_file(io, &offset_path, OpenOptions::read_write())?;

@@ -210,13 +210,6 @@ pub struct World {
     pub wall_max_ms: i64,
     trace: VecDeque<String>,
     verbose: bool,
-    /// fdatasync failures injected up to the last power loss.
-    sync_failures_seen: u64,
-    /// `power_loss_after_failed_sync` cut the power.
-    crashed_before_open: bool,
-    /// `TIDELOG_SIM_KNOWN_BUGS`: also run into the known engine bugs instead of steering
-    /// around them.
-    known_bugs: bool,
 }
 
 impl World {
@@ -252,9 +245,6 @@ impl World {
             wall_max_ms: EPOCH_MS,
             trace: VecDeque::new(),
             verbose: std::env::var_os("TIDELOG_SIM_VERBOSE").is_some(),
-            sync_failures_seen: 0,
-            crashed_before_open: false,
-            known_bugs: std::env::var_os("TIDELOG_SIM_KNOWN_BUGS").is_some(),
         }
     }
 
@@ -291,26 +281,6 @@ impl World {
     pub fn advance_ms(&mut self, ms: u64) {
         self.clock.advance_ms(ms);
         self.wall_max_ms = self.wall_max_ms.max(tidelog_io::Clock::now_ms(&self.clock));
-    }
-
-    /// Known engine bug (docs/TESTING.md, "Known engine bugs"): after a failed fdatasync,
-    /// data the page cache still shows but the disk never got is recovered by an engine
-    /// reopened without a reboot and reported durable. Until that is fixed, the machine is
-    /// rebooted (a power loss) before the engine opens again after an fdatasync failure, as
-    /// PostgreSQL does — unless `TIDELOG_SIM_KNOWN_BUGS` is set.
-    fn power_loss_after_failed_sync(&mut self) {
-        let stats = self.disk.stats();
-        let failures = stats.faults(OpKind::SyncData, FaultKind::Io)
-            + stats.faults(OpKind::SyncData, FaultKind::NoSpace);
-        if failures > self.sync_failures_seen {
-            self.sync_failures_seen = failures;
-            if !self.known_bugs {
-                let report = self.disk.crash();
-                self.trace(format!("power loss after a failed fdatasync: {report:?}"));
-                self.count("power losses after failed fdatasync (known bug)", 1);
-                self.crashed_before_open = true;
-            }
-        }
     }
 
     pub fn now_ms(&self) -> i64 {
@@ -581,12 +551,6 @@ impl Simulation {
             let report = world.disk.crash();
             world.trace(format!("power loss: {report:?}"));
         }
-        if restart.power_lost || world.crashed() {
-            // A power loss takes whatever a failed fdatasync left in the page cache.
-            let stats = world.disk.stats();
-            world.sync_failures_seen = stats.faults(OpKind::SyncData, FaultKind::Io)
-                + stats.faults(OpKind::SyncData, FaultKind::NoSpace);
-        }
         drop(engine);
         if restart.power_lost || world.crashed() {
             restart.power_lost = true;
@@ -632,11 +596,6 @@ impl Simulation {
         }
         for attempt in 0.. {
             assert!(attempt < 20, "the engine did not open after 20 attempts");
-            world.power_loss_after_failed_sync();
-            if world.crashed_before_open {
-                world.crashed_before_open = false;
-                crashed = true;
-            }
             if may_crash && world.rng.below(5) == 0 {
                 let calls = world.rng.between(1, 300);
                 world.trace(format!("power loss armed in {calls} storage calls, during recovery"));
