@@ -157,6 +157,13 @@ pub struct EngineConfig {
     pub direct_io: bool,
     /// Pin shard `i` to the `i`-th CPU this process may use (modulo their number).
     pub pin_shards: bool,
+    /// When a shard has nothing else in flight, run a needed `fdatasync` as a plain system
+    /// call on the shard's thread instead of submitting it. On io_uring an fsync always goes
+    /// to a kernel worker thread (two thread hand-offs), so this lowers the latency of
+    /// one-at-a-time durable appends — at the price of blocking the shard for the sync, and of
+    /// `fdatasync` system calls on the append path. Off by default (docs/BENCHMARKS.md has
+    /// both measured). No effect on the portable backend, which syncs inline anyway.
+    pub inline_sync: bool,
     /// Write buffers per shard in the io_uring backend's registered pool (each
     /// `write_buffer_bytes`; allocated, pre-faulted and registered when the shard starts).
     /// When they are all in use, writes use heap buffers without `WRITE_FIXED`.
@@ -180,6 +187,7 @@ impl fmt::Debug for EngineConfig {
             .field("maintenance_interval_ms", &self.maintenance_interval_ms)
             .field("direct_io", &self.direct_io)
             .field("pin_shards", &self.pin_shards)
+            .field("inline_sync", &self.inline_sync)
             .field("buffer_pool_slots", &self.buffer_pool_slots)
             .field("manual_shards", &self.manual_shards)
             .finish()
@@ -198,6 +206,7 @@ impl Default for EngineConfig {
             maintenance_interval_ms: limits::MAINTENANCE_INTERVAL_MS,
             direct_io: false,
             pin_shards: true,
+            inline_sync: false,
             buffer_pool_slots: limits::BUFFER_POOL_SLOTS_DEFAULT,
             manual_shards: false,
         }
@@ -240,6 +249,12 @@ impl EngineConfig {
         self.direct_io = direct;
         self
     }
+    /// Run an idle shard's `fdatasync` as a system call ([`EngineConfig::inline_sync`]).
+    pub fn inline_sync(mut self, inline: bool) -> Self {
+        self.inline_sync = inline;
+        self
+    }
+
     /// Set segment preparation.
     pub fn segment_preparation(mut self, preparation: SegmentPreparation) -> Self {
         self.segment_preparation = preparation;

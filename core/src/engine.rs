@@ -106,6 +106,7 @@ impl Engine {
             preparation: config.segment_preparation,
             write_buffer_bytes: config.write_buffer_bytes,
             direct_io: config.direct_io,
+            inline_sync: config.inline_sync,
         };
         let cpus = if config.pin_shards {
             tidelog_io::cpu::allowed_cpus().unwrap_or_default()

@@ -81,11 +81,14 @@ fn config(disk: &SimDisk) -> EngineConfig {
             [(disk.seed() % 3) as usize];
     // And direct I/O on odd seeds: block-aligned writes that rewrite the partial last block.
     let direct = disk.seed() % 2 == 1;
+    // And idle syncs as system calls on every other pair of seeds.
+    let inline_sync = disk.seed() % 4 >= 2;
     EngineConfig::default()
         .shards(2)
         .storage(Arc::new(disk.factory()))
         .segment_preparation(preparation)
         .direct_io(direct)
+        .inline_sync(inline_sync)
 }
 
 /// Open the engine after a crash: recovery must succeed.

@@ -26,6 +26,10 @@ pub struct BenchArgs {
     /// Write segment logs with O_DIRECT (the baselines use the same): true or false
     #[arg(long, default_value_t = false, action = clap::ArgAction::Set, value_name = "BOOL")]
     direct_io: bool,
+    /// Run an idle shard's fdatasync as a system call instead of through the ring: true or
+    /// false (see EngineConfig::inline_sync)
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set, value_name = "BOOL")]
+    inline_sync: bool,
     /// How segments are prepared: grow, fallocate, zero-fill (baselines prepare their file the
     /// same way)
     #[arg(long, default_value = "grow", value_name = "POLICY")]
@@ -50,7 +54,8 @@ pub fn command(args: &BenchArgs) -> Result<ExitCode> {
     let mut engine = EngineConfig::default()
         .io(args.io)
         .segment_preparation(args.segment_preparation)
-        .direct_io(args.direct_io);
+        .direct_io(args.direct_io)
+        .inline_sync(args.inline_sync);
     if let Some(shards) = args.shards {
         engine = engine.shards(shards);
     }
@@ -64,8 +69,9 @@ pub fn command(args: &BenchArgs) -> Result<ExitCode> {
         rate: args.rate,
     };
     eprintln!(
-        "tidelog bench: backend {backend}, direct I/O {}, preparation {:?}, {} shard(s), {:?} per side",
+        "tidelog bench: backend {backend}, direct I/O {}, inline sync {}, preparation {:?}, {} shard(s), {:?} per side",
         config.engine.direct_io,
+        config.engine.inline_sync,
         config.engine.segment_preparation,
         config.engine.shards,
         config.duration

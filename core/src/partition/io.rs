@@ -19,6 +19,8 @@ pub(crate) struct ShardSettings {
     pub write_buffer_bytes: usize,
     /// Open segment logs with `O_DIRECT` (where the file system allows it).
     pub direct_io: bool,
+    /// Run an idle shard's `fdatasync` as a system call (`EngineConfig::inline_sync`).
+    pub inline_sync: bool,
 }
 
 /// Token of operations submitted by [`ShardIo::run_now`]: never routed to a partition.

@@ -561,10 +561,11 @@ impl Partition {
             return;
         }
         self.seal_buffer(io);
-        // With nothing else in flight on this shard, a sync runs inline (`sync_data_now`):
-        // cheaper than a linked fsync, which io_uring always hands to a kernel worker thread.
-        // What is written but not yet synced is synced first, then new writes go out.
-        let idle = io.storage.in_flight() == 0;
+        // With `inline_sync` and nothing else in flight on this shard, a sync runs inline
+        // (`sync_data_now`): cheaper than a linked fsync, which io_uring always hands to a
+        // kernel worker thread. What is written but not yet synced is synced first, then new
+        // writes go out.
+        let idle = io.settings.inline_sync && io.storage.in_flight() == 0;
         if want_sync
             && idle
             && self.written_offset > self.active_synced_offset
@@ -603,7 +604,7 @@ impl Partition {
             }
         } else if want_sync {
             // Everything is written: a sync alone, if anything is not yet covered — inline
-            // when nothing else is in flight on this shard.
+            // (above) when `inline_sync` and nothing else is in flight on this shard.
             if self.written_offset > self.active_synced_offset && !idle && io.has_room(1) {
                 self.submit_sync(io, self.written_offset, self.active().written_bytes);
             }

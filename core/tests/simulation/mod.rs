@@ -295,7 +295,9 @@ impl World {
             .storage(Arc::new(self.interposer.clone()))
             .clock(Arc::new(self.clock.clone()))
             .segment_preparation(self.settings.preparation)
-            .direct_io(self.settings.direct_io);
+            .direct_io(self.settings.direct_io)
+            // Idle syncs as system calls (`EngineConfig::inline_sync`) on every other seed.
+            .inline_sync(self.seed % 2 == 1);
         config.write_buffer_bytes = self.scenario.write_buffer_bytes;
         config.maintenance_interval_ms = self.scenario.maintenance_interval_ms;
         config
