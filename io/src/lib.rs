@@ -21,7 +21,7 @@ pub mod sim;
 pub mod storage;
 pub mod uring;
 
-pub use buffer::{AlignedBuf, BLOCK_SIZE, BufferPool, PoolUsage};
+pub use buffer::{AlignedBuf, BLOCK_SIZE, BufferPool, HeapBytes, PoolUsage};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use open_files::OpenFilesLimit;
 pub use portable::{PortableFactory, PortableStorage};
