@@ -105,6 +105,7 @@ impl Engine {
         let settings = ShardSettings {
             preparation: config.segment_preparation,
             write_buffer_bytes: config.write_buffer_bytes,
+            tail_cache_bytes_per_shard: config.tail_cache_bytes_per_shard,
             direct_io: config.direct_io,
         };
         let cpus = if config.pin_shards {

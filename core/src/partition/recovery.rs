@@ -223,7 +223,7 @@ impl Partition {
             segments,
             buffer: None,
             sealed: Default::default(),
-            spare_buffers: Vec::new(),
+            buffer_class: 0,
             writes: Default::default(),
             ops: Default::default(),
             next_seq: 0,
