@@ -84,6 +84,17 @@ pub const TAIL_CACHE_BYTES_PER_SHARD_DEFAULT: usize = 64 * 1024 * 1024;
 /// Largest `EngineConfig::tail_cache_bytes_per_shard`.
 pub const TAIL_CACHE_BYTES_PER_SHARD_MAX: usize = 1 << 40;
 
+/// Descriptors a partition keeps open: its active log and the active segment's two indexes.
+/// (One more while a segment is prepared ahead of the writer, and one per closed segment
+/// whose log a read or a roll left open.)
+pub const FILE_DESCRIPTORS_PER_PARTITION: u64 = 3;
+
+/// Descriptors kept free beyond what the partitions need, when checking `RLIMIT_NOFILE`
+/// before opening partitions: for rolls (a new segment's three files open before the old
+/// indexes close), logs of closed segments opened by reads, the catalog's own files and
+/// whatever else the embedding process opens.
+pub const FILE_DESCRIPTORS_HEADROOM: u64 = 128;
+
 /// Requests a shard's inbound queue holds before callers are pushed back.
 pub const SHARD_QUEUE_DEPTH: usize = 4096;
 
