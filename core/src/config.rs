@@ -148,8 +148,20 @@ pub struct EngineConfig {
     pub clock: Arc<dyn Clock>,
     /// How segments are prepared ahead of the writer.
     pub segment_preparation: SegmentPreparation,
-    /// Bytes of write buffer per partition.
+    /// Largest write buffer of a partition. A partition's first buffer is
+    /// [`limits::WRITE_BUFFER_BYTES_MIN`]; buffers double toward this size while appends
+    /// overflow them and shrink again when a flush fills less than a quarter of one. A
+    /// partition holds a buffer only while it has bytes waiting to be written.
     pub write_buffer_bytes: usize,
+    /// Memory the tail caches of one shard may hold together: recently written batches kept
+    /// in memory so that readers at the tail need no storage read. Each partition's cache
+    /// holds at most [`limits::TAIL_CACHE_BYTES_PER_PARTITION`] (or two write buffers, if
+    /// larger); when the shard's caches together exceed this budget, the oldest chunks go
+    /// first, whichever partition holds them, so memory stays bounded however many
+    /// partitions the shard has. Reads that miss the cache read the segment files. 0 turns
+    /// the cache off. Default [`limits::TAIL_CACHE_BYTES_PER_SHARD_DEFAULT`] (64 MiB), at
+    /// most [`limits::TAIL_CACHE_BYTES_PER_SHARD_MAX`].
+    pub tail_cache_bytes_per_shard: usize,
     /// How often shards check segment age and retention.
     pub maintenance_interval_ms: u64,
     /// Write segment logs with `O_DIRECT` (block-aligned writes from aligned buffers, no page
@@ -184,6 +196,7 @@ impl fmt::Debug for EngineConfig {
             .field("clock", &self.clock)
             .field("segment_preparation", &self.segment_preparation)
             .field("write_buffer_bytes", &self.write_buffer_bytes)
+            .field("tail_cache_bytes_per_shard", &self.tail_cache_bytes_per_shard)
             .field("maintenance_interval_ms", &self.maintenance_interval_ms)
             .field("direct_io", &self.direct_io)
             .field("pin_shards", &self.pin_shards)
@@ -203,6 +216,7 @@ impl Default for EngineConfig {
             clock: Arc::new(SystemClock::default()),
             segment_preparation: SegmentPreparation::default(),
             write_buffer_bytes: limits::WRITE_BUFFER_BYTES,
+            tail_cache_bytes_per_shard: limits::TAIL_CACHE_BYTES_PER_SHARD_DEFAULT,
             maintenance_interval_ms: limits::MAINTENANCE_INTERVAL_MS,
             direct_io: false,
             pin_shards: true,
@@ -258,6 +272,11 @@ impl EngineConfig {
     /// Set segment preparation.
     pub fn segment_preparation(mut self, preparation: SegmentPreparation) -> Self {
         self.segment_preparation = preparation;
+        self
+    }
+    /// Set the memory one shard's tail caches may hold together.
+    pub fn tail_cache_bytes_per_shard(mut self, bytes: usize) -> Self {
+        self.tail_cache_bytes_per_shard = bytes;
         self
     }
 
@@ -317,6 +336,16 @@ impl EngineConfig {
             return Err(Error::config(
                 "buffer_pool_slots",
                 format!("must be at most {}", limits::BUFFER_POOL_SLOTS_MAX),
+            ));
+        }
+        if self.tail_cache_bytes_per_shard > limits::TAIL_CACHE_BYTES_PER_SHARD_MAX {
+            return Err(Error::config(
+                "tail_cache_bytes_per_shard",
+                format!(
+                    "must be at most {}, not {}",
+                    limits::TAIL_CACHE_BYTES_PER_SHARD_MAX,
+                    self.tail_cache_bytes_per_shard
+                ),
             ));
         }
         if self.maintenance_interval_ms == 0 {
@@ -453,6 +482,27 @@ mod tests {
     fn defaults_are_valid() {
         EngineConfig::default().validate().unwrap();
         TopicConfig::default().validate().unwrap();
+    }
+
+    #[test]
+    fn bad_engine_configs_are_rejected_with_the_field_named() {
+        let cases = [
+            (EngineConfig::default().shards(0), "shards"),
+            (
+                EngineConfig::default()
+                    .tail_cache_bytes_per_shard(limits::TAIL_CACHE_BYTES_PER_SHARD_MAX + 1),
+                "tail_cache_bytes_per_shard",
+            ),
+        ];
+        for (config, field) in cases {
+            let err = config.validate().unwrap_err();
+            assert!(
+                matches!(err, Error::InvalidConfig { field: f, .. } if f == field),
+                "{config:?}: {err}"
+            );
+        }
+        // No tail cache at all is a valid choice.
+        EngineConfig::default().tail_cache_bytes_per_shard(0).validate().unwrap();
     }
 
     #[test]

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use tidelog_io::{BackendKind, DirLock, Storage};
 
 use crate::completion::{self, Pending};
-use crate::config::{Durability, EngineConfig, TopicConfig};
+use crate::config::{Durability, EngineConfig, SegmentPreparation, TopicConfig};
 use crate::error::{Error, Result};
 use crate::limits;
 use crate::partition::{AppendResult, Fetch, PartitionInfo, ReadRequest, ShardSettings};
@@ -88,11 +88,17 @@ fn lock_poisoned<T>(poisoned: std::sync::PoisonError<T>) -> T {
 impl Engine {
     /// Open the data directory `dir` (created if missing), recovering every partition.
     ///
-    /// Fails with [`Error::DirectoryInUse`] if another engine has it open.
+    /// Raises the process's soft `RLIMIT_NOFILE` to its hard limit (each partition keeps
+    /// [`limits::FILE_DESCRIPTORS_PER_PARTITION`] files open), and fails with
+    /// [`Error::ResourceLimit`] if the partitions of the existing topics would still not fit
+    /// under it; with [`Error::DirectoryInUse`] if another engine has the directory open.
     pub fn open(dir: impl AsRef<Path>, config: EngineConfig) -> Result<Engine> {
         config.validate()?;
         let dir = dir.as_ref().to_path_buf();
         let factory = config.storage_factory()?;
+        if factory.kind() != BackendKind::Simulated {
+            raise_open_files_limit();
+        }
         let mut control = factory.create().map_err(|e| Error::io("create storage", &dir, e))?;
         tidelog_io::storage::create_dir_all_durable(&mut *control, &dir)
             .map_err(|e| Error::io("create directory", &dir, e))?;
@@ -101,10 +107,17 @@ impl Engine {
             _ => Error::io("lock", dir.join("LOCK"), e),
         })?;
         let topics = load_catalog(&mut *control, &dir)?;
+        if factory.kind() != BackendKind::Simulated {
+            let partitions = topics.iter().map(|t| u64::from(t.config().partitions)).sum();
+            check_open_files(partitions, config.segment_preparation, || {
+                format!("the {} partitions of the {} existing topic(s)", partitions, topics.len())
+            })?;
+        }
 
         let settings = ShardSettings {
             preparation: config.segment_preparation,
             write_buffer_bytes: config.write_buffer_bytes,
+            tail_cache_bytes_per_shard: config.tail_cache_bytes_per_shard,
             direct_io: config.direct_io,
             inline_sync: config.inline_sync,
         };
@@ -254,25 +267,41 @@ impl Engine {
         let now = self.inner.config.clock.now_ms();
         let max_id = topics.values().map(|t| t.meta.id).max().unwrap_or(0);
         let id = (max_id + 1).max((now.max(0) as u64) << 10);
+        if self.inner.backend != BackendKind::Simulated {
+            check_open_files(
+                u64::from(config.partitions),
+                self.inner.config.segment_preparation,
+                || format!("the {} partitions of new topic {name:?}", config.partitions),
+            )?;
+        }
         let meta = TopicMeta::new(name, id, now, &config);
         let topics_dir = self.inner.dir.join(TOPICS_DIR);
         let topic_dir = topics_dir.join(name);
-        {
+        let created = {
             let mut control = self.inner.control.lock().unwrap_or_else(lock_poisoned);
-            control
-                .create_dir_all(&topic_dir)
-                .map_err(|e| Error::io("create directory", &topic_dir, e))?;
-            control
-                .sync_dir(&topics_dir)
-                .map_err(|e| Error::io("sync directory", &topics_dir, e))?;
-            let meta_path = topic_dir.join(TOPIC_META_FILE);
-            tidelog_io::storage::write_file_atomic(&mut **control, &meta_path, &meta.encode())
-                .map_err(|e| Error::io("write", &meta_path, e))?;
+            create_topic_dir(&mut **control, &topics_dir, &topic_dir, &meta)
+        };
+        match created.and_then(|()| self.open_topic_on_shards(meta)) {
+            Ok(entry) => {
+                topics.insert(name.to_string(), entry);
+                tracing::info!(topic = name, partitions = config.partitions, "created topic");
+                Ok(())
+            }
+            Err(err) => {
+                // The partitions that did open were closed: remove everything created, so
+                // the next open does not bring back a topic that never was.
+                let mut control = self.inner.control.lock().unwrap_or_else(lock_poisoned);
+                if let Err(cleanup) = discard_topic_dir(&mut **control, &self.inner.dir, name, id)
+                    && !matches!(&cleanup, Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound)
+                {
+                    // The next open removes a topic whose metadata is missing, but not one
+                    // whose metadata was written: say so.
+                    tracing::error!(topic = name, error = %cleanup, "cannot remove a topic whose creation failed");
+                }
+                tracing::debug!(topic = name, error = %err, "topic creation failed; removed what it created");
+                Err(err)
+            }
         }
-        let entry = self.open_topic_on_shards(meta)?;
-        topics.insert(name.to_string(), entry);
-        tracing::info!(topic = name, partitions = config.partitions, "created topic");
-        Ok(())
     }
 
     fn open_topic_on_shards(&self, meta: TopicMeta) -> Result<Arc<TopicEntry>> {
@@ -338,14 +367,8 @@ impl Engine {
             topics.remove(name).ok_or_else(|| Error::UnknownTopic { topic: name.to_string() })?;
         drop(topics);
         let closed = self.close_topic_on_shards(entry.meta.id);
-        let topics_dir = self.inner.dir.join(TOPICS_DIR);
-        let trash_dir = self.inner.dir.join(TRASH_DIR);
-        let from = topics_dir.join(name);
-        let to = trash_dir.join(format!("{name}-{}", entry.meta.id));
         let mut control = self.inner.control.lock().unwrap_or_else(lock_poisoned);
-        control.rename(&from, &to).map_err(|e| Error::io("rename", &from, e))?;
-        control.sync_dir(&topics_dir).map_err(|e| Error::io("sync directory", &topics_dir, e))?;
-        control.remove_dir_all(&to).map_err(|e| Error::io("remove", &to, e))?;
+        discard_topic_dir(&mut **control, &self.inner.dir, name, entry.meta.id)?;
         tracing::info!(topic = name, "deleted topic");
         closed
     }
@@ -720,6 +743,80 @@ impl Drop for Inner {
             tracing::error!(error = %err, "closing the engine on drop failed");
         }
     }
+}
+
+/// Create a new topic's directory (durably) and write its metadata.
+fn create_topic_dir(
+    control: &mut dyn Storage,
+    topics_dir: &Path,
+    topic_dir: &Path,
+    meta: &TopicMeta,
+) -> Result<()> {
+    control.create_dir_all(topic_dir).map_err(|e| Error::io("create directory", topic_dir, e))?;
+    control.sync_dir(topics_dir).map_err(|e| Error::io("sync directory", topics_dir, e))?;
+    let meta_path = topic_dir.join(TOPIC_META_FILE);
+    tidelog_io::storage::write_file_atomic(control, &meta_path, &meta.encode())
+        .map_err(|e| Error::io("write", &meta_path, e))
+}
+
+/// Remove topic `name`'s directory, durably: it is renamed into the trash — gone from the
+/// catalog once the topics directory is synced — and then removed. An interrupted removal
+/// is finished by the next open ([`load_catalog`]).
+fn discard_topic_dir(control: &mut dyn Storage, dir: &Path, name: &str, id: u64) -> Result<()> {
+    let topics_dir = dir.join(TOPICS_DIR);
+    let from = topics_dir.join(name);
+    let to = dir.join(TRASH_DIR).join(format!("{name}-{id}"));
+    control.rename(&from, &to).map_err(|e| Error::io("rename", &from, e))?;
+    control.sync_dir(&topics_dir).map_err(|e| Error::io("sync directory", &topics_dir, e))?;
+    control.remove_dir_all(&to).map_err(|e| Error::io("remove", &to, e))
+}
+
+/// Raise the soft `RLIMIT_NOFILE` to the hard limit: every partition keeps files open.
+fn raise_open_files_limit() {
+    match tidelog_io::open_files::raise_to_hard_limit() {
+        Ok((before, after)) => tracing::debug!(
+            soft_before = before.soft,
+            soft = after.soft,
+            hard = after.hard,
+            "RLIMIT_NOFILE"
+        ),
+        Err(err) => tracing::debug!(error = %err, "cannot raise RLIMIT_NOFILE"),
+    }
+}
+
+/// Refuse to open `partitions` more partitions if the descriptors they need, with those open
+/// now and [`limits::FILE_DESCRIPTORS_HEADROOM`], exceed the soft `RLIMIT_NOFILE`: a clear
+/// error before anything is opened rather than `EMFILE` half-way. `what` names the
+/// partitions for the message.
+fn check_open_files(
+    partitions: u64,
+    preparation: SegmentPreparation,
+    what: impl FnOnce() -> String,
+) -> Result<()> {
+    let Ok(limit) = tidelog_io::open_files::limit() else {
+        return Ok(()); // No limit known: nothing to check against.
+    };
+    // A prepared spare segment keeps one more file open.
+    let per_partition =
+        limits::FILE_DESCRIPTORS_PER_PARTITION + u64::from(preparation != SegmentPreparation::Grow);
+    let in_use = tidelog_io::open_files::in_use().unwrap_or(0);
+    let wanted = partitions.saturating_mul(per_partition);
+    let needed = in_use.saturating_add(wanted).saturating_add(limits::FILE_DESCRIPTORS_HEADROOM);
+    if needed <= limit.soft {
+        return Ok(());
+    }
+    Err(Error::ResourceLimit {
+        what: "RLIMIT_NOFILE (open file descriptors)",
+        needed,
+        limit: limit.soft,
+        detail: format!(
+            "{wanted} for {} at {per_partition} each, {in_use} open now, {} headroom; the hard \
+             limit is {}: raise it (ulimit -n, systemd LimitNOFILE=) or use fewer partitions",
+            what(),
+            limits::FILE_DESCRIPTORS_HEADROOM,
+            limit.hard,
+        ),
+    })
 }
 
 /// Read the catalog: every topic with its metadata; remove leftovers of interrupted creations

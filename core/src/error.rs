@@ -87,6 +87,13 @@ pub enum Error {
     #[error("partition {topic}/{partition} stopped accepting writes after an I/O error: {cause}")]
     PartitionFailed { topic: String, partition: u32, cause: String },
 
+    /// A process resource limit is too low for what was asked — for `RLIMIT_NOFILE`, the
+    /// descriptors the partitions of a topic being created or opened would need. Nothing was
+    /// opened or created; raise the limit (`ulimit -n`, systemd's `LimitNOFILE=`) or ask for
+    /// fewer partitions.
+    #[error("{what} is too low: {needed} needed, the limit is {limit} ({detail})")]
+    ResourceLimit { what: &'static str, needed: u64, limit: u64, detail: String },
+
     /// The engine was closed, or is closing.
     #[error("the engine is closed")]
     Closed,

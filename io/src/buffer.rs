@@ -19,6 +19,7 @@
 use std::alloc::{Layout, alloc_zeroed, dealloc};
 use std::fmt;
 use std::ptr::NonNull;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 /// Alignment and granularity of direct I/O: the logical block size we assume for every
@@ -33,6 +34,35 @@ pub const fn round_up_to_block(n: usize) -> usize {
 /// Round `n` down to a whole number of blocks.
 pub const fn round_down_to_block(n: u64) -> u64 {
     n / BLOCK_SIZE as u64 * BLOCK_SIZE as u64
+}
+
+/// Bytes of heap-backed [`AlignedBuf`]s alive now, process-wide.
+static HEAP_BYTES: AtomicUsize = AtomicUsize::new(0);
+/// The most [`HEAP_BYTES`] has been since the last [`reset_heap_bytes_peak`].
+static HEAP_BYTES_PEAK: AtomicUsize = AtomicUsize::new(0);
+
+/// Memory held by heap-backed [`AlignedBuf`]s in this process (pool slots are not counted:
+/// their region is allocated once, up front).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HeapBytes {
+    /// Bytes allocated now.
+    pub live: usize,
+    /// The most allocated at once since the process started or [`reset_heap_bytes_peak`].
+    pub peak: usize,
+}
+
+/// How much memory heap-backed buffers hold now, and at most: what tests of memory bounds
+/// check (resident memory alone hides buffers whose pages were never touched).
+pub fn heap_bytes() -> HeapBytes {
+    HeapBytes {
+        live: HEAP_BYTES.load(Ordering::Relaxed),
+        peak: HEAP_BYTES_PEAK.load(Ordering::Relaxed),
+    }
+}
+
+/// Start measuring [`HeapBytes::peak`] again from the bytes allocated now.
+pub fn reset_heap_bytes_peak() {
+    HEAP_BYTES_PEAK.store(HEAP_BYTES.load(Ordering::Relaxed), Ordering::Relaxed);
 }
 
 /// A buffer aligned to [`BLOCK_SIZE`] whose capacity is a whole number of blocks: its own heap
@@ -71,6 +101,8 @@ impl AlignedBuf {
         // alignment, which is all `alloc_zeroed` requires.
         let raw = unsafe { alloc_zeroed(layout) };
         let Some(ptr) = NonNull::new(raw) else { std::alloc::handle_alloc_error(layout) };
+        let live = HEAP_BYTES.fetch_add(capacity, Ordering::Relaxed) + capacity;
+        HEAP_BYTES_PEAK.fetch_max(live, Ordering::Relaxed);
         Self { ptr, capacity, len: 0, backing: Backing::Heap }
     }
 
@@ -207,6 +239,7 @@ impl Drop for AlignedBuf {
                 // exactly this layout (capacity never changes after allocation) and is freed
                 // only here, once.
                 unsafe { dealloc(self.ptr.as_ptr(), Self::layout(self.capacity)) }
+                HEAP_BYTES.fetch_sub(self.capacity, Ordering::Relaxed);
             }
             // The memory belongs to the region (freed when its last `Arc` goes); the slot is
             // free for the next buffer from this moment, and nothing of `self` touches it again.
@@ -452,6 +485,19 @@ mod tests {
             assert_eq!(buf.as_ptr() as usize % BLOCK_SIZE, 0);
             assert!(buf.full().iter().all(|&b| b == 0));
         }
+    }
+
+    #[test]
+    fn heap_buffers_are_counted_while_alive() {
+        // Other tests allocate concurrently: only what this test holds is certain.
+        let big = 64 << 20;
+        let buf = AlignedBuf::with_capacity(big);
+        let held = heap_bytes();
+        assert!(held.live >= big && held.peak >= held.live, "{held:?}");
+        drop(buf);
+        reset_heap_bytes_peak();
+        let after = heap_bytes();
+        assert!(after.peak >= after.live, "{after:?}");
     }
 
     #[test]

@@ -15,13 +15,15 @@
 pub mod buffer;
 pub mod clock;
 pub mod cpu;
+pub mod open_files;
 pub mod portable;
 pub mod sim;
 pub mod storage;
 pub mod uring;
 
-pub use buffer::{AlignedBuf, BLOCK_SIZE, BufferPool, PoolUsage};
+pub use buffer::{AlignedBuf, BLOCK_SIZE, BufferPool, HeapBytes, PoolUsage};
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use open_files::OpenFilesLimit;
 pub use portable::{PortableFactory, PortableStorage};
 pub use sim::{
     CrashReport, FaultError, FaultId, FaultKind, FaultRule, OpKind, SimConfig, SimDisk, SimFactory,

@@ -9,14 +9,17 @@ use tidelog_io::{
 };
 
 use crate::config::SegmentPreparation;
+use crate::partition::memory::ShardMemory;
 
 /// Shard-wide settings partitions need.
 #[derive(Clone, Debug)]
 pub(crate) struct ShardSettings {
     /// How segments are prepared.
     pub preparation: SegmentPreparation,
-    /// Write buffer size per partition.
+    /// Largest write buffer of a partition.
     pub write_buffer_bytes: usize,
+    /// Memory the shard's tail caches may hold together.
+    pub tail_cache_bytes_per_shard: usize,
     /// Open segment logs with `O_DIRECT` (where the file system allows it).
     pub direct_io: bool,
     /// Run an idle shard's `fdatasync` as a system call (`EngineConfig::inline_sync`).
@@ -43,6 +46,8 @@ pub(crate) struct ShardIo<'a> {
     /// Completions reaped while waiting for something else; the shard dispatches them next.
     pub stash: &'a mut Vec<Completion>,
     pub settings: &'a ShardSettings,
+    /// Spare write buffers and the tail-cache account, shared by the shard's partitions.
+    pub memory: &'a mut ShardMemory,
 }
 
 impl ShardIo<'_> {
@@ -59,6 +64,17 @@ impl ShardIo<'_> {
     /// Room for `n` more submissions?
     pub fn has_room(&self, n: usize) -> bool {
         self.storage.in_flight() + n <= self.storage.queue_depth()
+    }
+
+    /// An empty write buffer of at least `capacity` bytes: a spare from the shard, a slot of
+    /// the storage's registered pool (full-size buffers only) or the heap.
+    pub fn take_write_buffer(&mut self, capacity: usize) -> AlignedBuf {
+        self.memory.buffers.take(&mut *self.storage, capacity)
+    }
+
+    /// A write buffer the kernel is done with: kept by the shard for reuse if it has room.
+    pub fn recycle_write_buffer(&mut self, buf: AlignedBuf) {
+        self.memory.buffers.give_back(buf);
     }
 
     /// Submit, handing the submission back when the queue is full.

@@ -21,6 +21,7 @@
 //! reopened (fail-stop: retrying an fsync is not safe); reads keep working.
 
 mod io;
+mod memory;
 mod prepare;
 mod read;
 mod recovery;
@@ -40,6 +41,7 @@ use crate::record::{self, BatchView};
 use crate::segment::{self, Segment};
 
 pub(crate) use io::{RUN_NOW_TOKEN, ShardIo, ShardSettings, split_token};
+pub(crate) use memory::ShardMemory;
 pub(crate) use prepare::{SPARE_FILLING, SPARE_READY};
 pub use read::{Fetch, FetchRecords, Isolation, ReadRequest};
 
@@ -259,7 +261,9 @@ pub(crate) struct Partition {
     buffer: Option<PendingWrite>,
     /// Full buffers not yet submitted.
     sealed: VecDeque<PendingWrite>,
-    spare_buffers: Vec<AlignedBuf>,
+    /// Size class of the next write buffer (`memory::BufferClasses`): grows while appends
+    /// overflow buffers, shrinks while flushes fill less than a quarter of one.
+    buffer_class: usize,
     writes: VecDeque<WriteInFlight>,
     ops: HashMap<u32, OpKind>,
     next_seq: u32,
@@ -375,9 +379,13 @@ impl Partition {
     }
 
     /// True when so much is waiting to be submitted that the shard should stop taking new
-    /// appends for this partition until completions drain it (backpressure).
-    pub fn is_backlogged(&self) -> bool {
-        self.sealed.len() >= 4
+    /// appends for this partition until completions drain it (backpressure): sealed buffers
+    /// holding `WRITE_BUFFERS_SEALED_MAX` full-size buffers' worth, or — while buffers are
+    /// still small, growing — `WRITE_BUFFERS_SEALED_COUNT_MAX` of them.
+    pub fn is_backlogged(&self, write_buffer_bytes: usize) -> bool {
+        let sealed_bytes: usize = self.sealed.iter().map(|p| p.buf.len()).sum();
+        sealed_bytes >= crate::limits::WRITE_BUFFERS_SEALED_MAX * write_buffer_bytes
+            || self.sealed.len() >= crate::limits::WRITE_BUFFERS_SEALED_COUNT_MAX
     }
 
     // ----------------------------------------------------------------------------------
@@ -470,6 +478,10 @@ impl Partition {
     ) {
         let fits = self.buffer.as_ref().is_some_and(|b| b.buf.remaining() >= bytes.len());
         if !fits {
+            if self.buffer.is_some() {
+                // Appends overflow this partition's buffers: its next ones are larger.
+                self.buffer_class = io.memory.buffers.classes().grow(self.buffer_class);
+            }
             self.seal_buffer(io);
             let active = self.active();
             let file = active.log.expect("the active segment's log is open");
@@ -485,14 +497,12 @@ impl Partition {
                 (position, Vec::new())
             };
             debug_assert_eq!(start + prefix.len() as u64, position);
-            let capacity = io.settings.write_buffer_bytes.max(prefix.len() + bytes.len());
-            // From the storage's registered pool when a slot is free (writes then go out as
-            // WRITE_FIXED), else the heap.
-            let mut buf = match self.spare_buffers.pop() {
-                Some(buf) if buf.capacity() >= capacity => buf,
-                _ => io.storage.alloc_buf(capacity),
-            };
-            buf.clear();
+            // The partition's size class, or more for a batch larger than that. Full-size
+            // buffers come from the storage's registered pool when a slot is free (writes
+            // then go out as WRITE_FIXED).
+            let class_bytes = io.memory.buffers.classes().size(self.buffer_class);
+            let capacity = class_bytes.max(prefix.len() + bytes.len());
+            let mut buf = io.take_write_buffer(capacity);
             buf.extend_from_slice(&prefix);
             self.buffer = Some(PendingWrite {
                 segment,
@@ -515,11 +525,11 @@ impl Partition {
     /// Move the current write buffer (if it holds data) to the sealed list. On a direct file,
     /// keep its last partial block (the next buffer starts with it) and pad it with zeros to
     /// a whole block.
-    fn seal_buffer(&mut self, io: &ShardIo<'_>) {
+    fn seal_buffer(&mut self, io: &mut ShardIo<'_>) {
         let Some(mut pending) = self.buffer.take() else { return };
         let data_len = (pending.end_position - pending.position) as usize;
         if data_len == 0 {
-            self.recycle(pending.buf, io);
+            io.recycle_write_buffer(pending.buf);
             return;
         }
         if io.storage.is_direct(pending.file) {
@@ -559,6 +569,14 @@ impl Partition {
         let wait = active_writes || (want_sync && self.sync_in_flight);
         if chained && wait {
             return;
+        }
+        // A whole flush window (nothing else sealed) filled less than a quarter of the
+        // buffer: this partition's next buffers are smaller.
+        if self.sealed.is_empty()
+            && let Some(pending) = &self.buffer
+            && pending.buf.len() * 4 < pending.buf.capacity()
+        {
+            self.buffer_class = io.memory.buffers.classes().shrink(self.buffer_class);
         }
         self.seal_buffer(io);
         // With `inline_sync` and nothing else in flight on this shard, a sync runs inline
@@ -950,7 +968,7 @@ impl Partition {
                         (first_position - position) as usize..(end_position - position) as usize;
                     self.cache_written(io, segment, base_offset, end_offset, range, buf);
                 }
-                _ => self.recycle(buf, io),
+                _ => io.recycle_write_buffer(buf),
             }
         }
         self.advance_written();
@@ -958,10 +976,12 @@ impl Partition {
 
     /// Keep the batches a completed write carried in the tail cache. A buffer mostly full
     /// is kept as it is (a view, no copy); the data of a small write is copied, so a small
-    /// write does not pin a whole buffer, which goes back for reuse.
+    /// write does not pin a whole buffer, which goes back for reuse. The cache holds at most
+    /// its own budget; the shard evicts the oldest chunks of all its partitions' caches
+    /// beyond the shard's (`memory::TailCacheLedger`).
     fn cache_written(
         &mut self,
-        io: &ShardIo<'_>,
+        io: &mut ShardIo<'_>,
         segment: u64,
         base_offset: u64,
         end_offset: u64,
@@ -969,39 +989,50 @@ impl Partition {
         buf: AlignedBuf,
     ) {
         let keep = range.len() * 4 >= buf.capacity();
-        let (data, held) = if keep {
-            let held = buf.capacity();
-            (Bytes::from_owner(buf).slice(range), held)
+        let held = if keep { buf.capacity() } else { range.len() };
+        let budget = io.memory.tail_cache.partition_budget_bytes(io.settings.write_buffer_bytes);
+        if held > budget {
+            // Larger than the cache may hold (a tiny shard budget): readers read the file.
+            return io.recycle_write_buffer(buf);
+        }
+        let data = if keep {
+            Bytes::from_owner(buf).slice(range)
         } else {
             let data = Bytes::copy_from_slice(&buf[range]);
-            self.recycle(buf, io);
-            let held = data.len();
-            (data, held)
+            io.recycle_write_buffer(buf);
+            data
         };
         let chunk = CachedChunk { segment, base_offset, end_offset, data, held };
         // Completions may arrive out of order: keep the cache sorted by offset.
         let at = self.tail_cache.partition_point(|c| c.base_offset < base_offset);
         self.tail_cache.insert(at, chunk);
         self.tail_cache_held += held;
-        let budget =
-            crate::limits::TAIL_CACHE_BYTES_PER_PARTITION.max(2 * io.settings.write_buffer_bytes);
+        io.memory.tail_cache.cached(self.slot, base_offset, held);
         while self.tail_cache_held > budget {
             let Some(evicted) = self.tail_cache.pop_front() else { break };
             self.tail_cache_held -= evicted.held;
+            io.memory.tail_cache.dropped(evicted.held);
         }
     }
 
-    /// Keep a heap write buffer for reuse (a pooled one goes back to the shard's pool, for
-    /// any partition, when dropped).
-    fn recycle(&mut self, mut buf: AlignedBuf, io: &ShardIo<'_>) {
-        let standard = tidelog_io::buffer::round_up_to_block(io.settings.write_buffer_bytes);
-        if !buf.is_pooled()
-            && buf.capacity() == standard
-            && self.spare_buffers.len() < crate::limits::WRITE_BUFFERS_SPARE_MAX
+    /// Drop the cached chunk starting at `base_offset`, if it is still cached: the shard's
+    /// tail caches together hold more than its budget, and it is the oldest.
+    pub fn evict_cached(&mut self, io: &mut ShardIo<'_>, base_offset: u64) {
+        let at = self.tail_cache.partition_point(|c| c.base_offset < base_offset);
+        if self.tail_cache.get(at).is_some_and(|c| c.base_offset == base_offset)
+            && let Some(evicted) = self.tail_cache.remove(at)
         {
-            buf.clear();
-            self.spare_buffers.push(buf);
+            self.tail_cache_held -= evicted.held;
+            io.memory.tail_cache.dropped(evicted.held);
         }
+    }
+
+    /// Drop the whole tail cache (the partition is being removed from its shard).
+    pub fn drop_tail_cache(&mut self, io: &mut ShardIo<'_>) {
+        for evicted in self.tail_cache.drain(..) {
+            io.memory.tail_cache.dropped(evicted.held);
+        }
+        self.tail_cache_held = 0;
     }
 
     /// Move `written_offset` over writes completed in order, and answer waiters.

@@ -34,7 +34,8 @@ fn is_leftover(name: &str) -> bool {
 
 /// Create a new, empty active segment at `base`: log and index files created (and the
 /// directory synced, so the names survive a crash), index headers pending. `log` is a
-/// prepared file already renamed to the log's name, if there is one.
+/// prepared file already renamed to the log's name, if there is one. On failure every file
+/// it opened (and `log`) is closed again: a failed creation leaves no descriptor behind.
 pub(crate) fn create_segment(
     io: &mut ShardIo<'_>,
     dir: &Path,
@@ -52,13 +53,31 @@ pub(crate) fn create_segment(
                 .storage
                 .open(&log_path, OpenOptions::create().direct(direct))
                 .map_err(|e| Error::io("create", &log_path, e))?;
-            io.storage.set_len(file, 0).map_err(|e| Error::io("truncate", &log_path, e))?;
+            if let Err(err) = io.storage.set_len(file, 0) {
+                let _ = io.storage.close(file);
+                return Err(Error::io("truncate", &log_path, err));
+            }
             file
         }
     };
-    let offset_file = open_empty(io, &offset_path)?;
-    let time_file = open_empty(io, &time_path)?;
-    io.storage.sync_dir(dir).map_err(|e| Error::io("sync directory", dir, e))?;
+    let mut opened = vec![log];
+    let files = open_empty(io, &offset_path)
+        .inspect(|&file| opened.push(file))
+        .and_then(|offset_file| Ok((offset_file, open_empty(io, &time_path)?)))
+        .inspect(|&(_, time_file)| opened.push(time_file))
+        .and_then(|files| {
+            io.storage.sync_dir(dir).map_err(|e| Error::io("sync directory", dir, e))?;
+            Ok(files)
+        });
+    let (offset_file, time_file) = match files {
+        Ok(files) => files,
+        Err(err) => {
+            for file in opened {
+                let _ = io.storage.close(file);
+            }
+            return Err(err);
+        }
+    };
     let mut segment = Segment::new(base);
     segment.log = Some(log);
     segment.index_files = Some((offset_file, time_file));
@@ -70,7 +89,10 @@ pub(crate) fn create_segment(
 fn open_empty(io: &mut ShardIo<'_>, path: &Path) -> Result<FileId> {
     let file =
         io.storage.open(path, OpenOptions::create()).map_err(|e| Error::io("create", path, e))?;
-    io.storage.set_len(file, 0).map_err(|e| Error::io("truncate", path, e))?;
+    if let Err(err) = io.storage.set_len(file, 0) {
+        let _ = io.storage.close(file);
+        return Err(Error::io("truncate", path, err));
+    }
     Ok(file)
 }
 
@@ -223,7 +245,7 @@ impl Partition {
             segments,
             buffer: None,
             sealed: Default::default(),
-            spare_buffers: Vec::new(),
+            buffer_class: 0,
             writes: Default::default(),
             ops: Default::default(),
             next_seq: 0,

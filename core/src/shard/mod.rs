@@ -24,7 +24,7 @@ use crate::config::{Durability, TopicConfig};
 use crate::error::{Error, Result};
 use crate::partition::{
     AppendResult, Fetch, Partition, PartitionInfo, RUN_NOW_TOKEN, ReadRequest, ShardIo,
-    ShardSettings, split_token,
+    ShardMemory, ShardSettings, split_token,
 };
 use mailbox::Mailbox;
 
@@ -289,6 +289,8 @@ pub(crate) struct Shard {
     storage: Box<dyn Storage>,
     clock: Arc<dyn Clock>,
     settings: ShardSettings,
+    /// Spare write buffers and the tail-cache account, shared by the partitions.
+    memory: ShardMemory,
     /// Partitions by slot (the high half of operation tokens).
     partitions: Vec<Option<Partition>>,
     free_slots: Vec<u32>,
@@ -317,6 +319,7 @@ macro_rules! with_partition {
             clock: &*shard.clock,
             stash: &mut shard.stash,
             settings: &shard.settings,
+            memory: &mut shard.memory,
         };
         match shard.partitions.get_mut($slot as usize).and_then(Option::as_mut) {
             Some($partition) => Some($body),
@@ -336,12 +339,15 @@ impl Shard {
     ) -> Shard {
         let maintenance_interval_ns = maintenance_interval_ms.saturating_mul(1_000_000);
         let next_maintenance_ns = clock.monotonic_ns() + maintenance_interval_ns;
+        let memory =
+            ShardMemory::new(settings.write_buffer_bytes, settings.tail_cache_bytes_per_shard);
         Shard {
             index,
             mailbox,
             storage,
             clock,
             settings,
+            memory,
             partitions: Vec::new(),
             free_slots: Vec::new(),
             by_key: HashMap::new(),
@@ -488,7 +494,10 @@ impl Shard {
     ) {
         with_partition!(self, slot, |p, io| p.append(&mut io, batch, durability, reply));
         self.touched.push(slot);
-        if with_partition!(self, slot, |p, _io| p.is_backlogged()).unwrap_or(false) {
+        let write_buffer_bytes = self.settings.write_buffer_bytes;
+        if with_partition!(self, slot, |p, _io| p.is_backlogged(write_buffer_bytes))
+            .unwrap_or(false)
+        {
             // Backpressure: let the device catch up before taking more.
             self.flush_touched();
             self.reap(Wait::One);
@@ -560,6 +569,7 @@ impl Shard {
                 clock: &*self.clock,
                 stash: &mut self.stash,
                 settings: &self.settings,
+                memory: &mut self.memory,
             };
             let opened = Partition::open(
                 &mut io,
@@ -649,6 +659,16 @@ impl Shard {
         {
             tracing::debug!(shard = self.index, slot, "completion for a removed partition");
         }
+        // A completed write may have been cached: keep the tail caches within the budget.
+        self.trim_tail_caches();
+    }
+
+    /// Evict the oldest cached chunks, of any partition, while the shard's tail caches hold
+    /// more than their budget.
+    fn trim_tail_caches(&mut self) {
+        while let Some((slot, base_offset)) = self.memory.tail_cache.next_to_evict() {
+            with_partition!(self, slot, |p, io| p.evict_cached(&mut io, base_offset));
+        }
     }
 
     fn maintain(&mut self) {
@@ -683,6 +703,7 @@ impl Shard {
                 {
                     result = Err(err);
                 }
+                with_partition!(self, slot, |p, io| p.drop_tail_cache(&mut io));
                 if let Some(partition) = self.partitions[slot as usize].take() {
                     self.by_key.remove(&PartitionKey { topic_id, partition: partition.id() });
                     drop(partition);
