@@ -351,7 +351,24 @@ impl Partition {
         let mut carried: Option<u64> = None;
         loop {
             if position >= limit {
-                return Ok(None);
+                // The written log ends before the offset asked for, which is visible and in
+                // this segment: the batch walked last claims fewer offsets than it holds (a
+                // damaged last offset delta, inside the CRC), so blame it if it is damaged.
+                // Not an empty fetch: a reader at that offset would wait forever.
+                let blamed = carried.and_then(|previous| {
+                    damaged_batch_at(io, log, previous).map(|error| (previous, error))
+                });
+                return Err(match blamed {
+                    Some((previous, error)) => Error::corrupt(&path, previous, error),
+                    None => Error::corrupt(
+                        &path,
+                        position,
+                        format!(
+                            "the log ends at offset {next_base}, before offset {offset} \
+                             (visible up to {visible})"
+                        ),
+                    ),
+                });
             }
             let len = want.min((limit - position) as usize);
             let buf = io.read_now(log, position, len).map_err(|e| Error::io("read", &path, e))?;
