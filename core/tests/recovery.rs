@@ -491,3 +491,49 @@ fn a_last_batch_claiming_fewer_offsets_is_corruption_not_an_empty_fetch() {
     assert_eq!(fetch.records().next().unwrap().unwrap().offset(), 15);
     engine.close().unwrap();
 }
+
+/// Found by the simulation (seed 5849): a flipped bit in a batch's length (outside the CRC)
+/// made the walk of a read skip past it to a few bytes before the end of the segment — less
+/// than a batch header — and the read returned an empty fetch below the high watermark
+/// instead of failing on the damaged batch.
+#[test]
+fn a_length_leading_to_the_last_bytes_of_a_segment_is_corruption_not_an_empty_fetch() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open(dir.path());
+    engine
+        .create_topic(
+            "t",
+            TopicConfig::default().segment_size_bytes(16 * 1024).record_size_bytes_max(32 * 1024),
+        )
+        .unwrap();
+    // Segment 0: batch A (offset 0), then batch B (offset 1, tiny); the next append rolls.
+    engine.append("t", 0, &[Record::new(&[b'a'; 100])], Durability::Durable).unwrap();
+    engine.append("t", 0, &[Record::new(b"")], Durability::Durable).unwrap();
+    engine.append("t", 0, &[Record::new(&vec![b'c'; 17_000])], Durability::Durable).unwrap();
+    engine.close().unwrap();
+    let logs = files_with(dir.path(), "log");
+    assert_eq!(logs.len(), 2, "segment 0 rolled");
+    let log = logs[0].clone();
+    let bytes = fs::read(&log).unwrap();
+    let sizes: Vec<usize> =
+        tidelog_core::record::BatchIter::new(&bytes).map(|b| b.unwrap().total_len()).collect();
+    let (a, b) = (sizes[0], sizes[1]);
+    assert_eq!(sizes.len(), 2);
+    // Bit 6 of A's length (the low byte, byte 11): +64 bytes lands A's end inside B, less
+    // than a batch header before the end of the segment.
+    assert_eq!(bytes[11] & 0x40, 0, "bit 6 of A's length is clear");
+    assert!(b > 64 && b - 64 < 12, "B is {b} bytes");
+    flip(&log, 11, 0x40);
+    let engine = open(dir.path());
+    for max_bytes in [1, 1 << 20] {
+        match engine.read("t", 0, ReadRequest::new(1).max_bytes(max_bytes)) {
+            Err(Error::Corrupt { path, position, .. }) => {
+                assert_eq!((path, position), (log.clone(), 0), "blamed on A ({a} bytes)");
+            }
+            other => panic!("read of offset 1 past the damaged batch: {other:?}"),
+        }
+    }
+    let fetch = engine.read("t", 0, ReadRequest::new(2)).unwrap();
+    assert_eq!(fetch.records().next().unwrap().unwrap().offset(), 2);
+    engine.close().unwrap();
+}
