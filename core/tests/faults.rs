@@ -522,3 +522,46 @@ fn a_closed_segment_trusted_by_the_open_has_its_offset_index() {
     assert_eq!(first.value().unwrap(), &values[offset as usize][..]);
     engine.close().unwrap();
 }
+
+/// Found by the simulation (seed 7890): an append that rolled the segment started the old
+/// segment's close, whose first step (cutting a direct file's block padding) failed and
+/// failed the partition — but the roll itself returned fine, so the append went on into
+/// the failed partition: it took offsets, and its reply was queued after the failure had
+/// answered every waiter. A `Durable` append was never answered (a clean close then dropped
+/// it: `Closed`); a `None` one was acknowledged by a failed partition. The roll now reports
+/// the failure, and the append gets it.
+#[test]
+fn an_append_whose_roll_fails_the_partition_gets_the_failure() {
+    for durability in [Durability::Durable, Durability::None] {
+        let disk = SimDisk::new(7890);
+        let config =
+            EngineConfig::default().shards(1).storage(Arc::new(disk.factory())).direct_io(true);
+        let engine = Engine::open(DIR, config).unwrap();
+        engine
+            .create_topic(
+                "t",
+                TopicConfig::default().segment_size_bytes(16 * 1024).record_size_bytes_max(8192),
+            )
+            .unwrap();
+        let value = vec![b'v'; 5000];
+        for _ in 0..3 {
+            engine.append("t", 0, &[Record::new(&value)], Durability::Durable).unwrap();
+        }
+        // The next append rolls; closing segment 0 cuts its file to its data, and fails.
+        disk.inject_fault(
+            FaultRule::io(OpKind::SetLen).under("/sim/data/topics/t/0/00000000000000000000.log"),
+        );
+        let pending = engine.append_async("t", 0, &[Record::new(&value)], durability);
+        match pending.wait_timeout(std::time::Duration::from_secs(10)) {
+            Ok(Err(Error::PartitionFailed { cause, .. })) => {
+                assert!(cause.contains("truncate"), "{durability:?}: {cause}")
+            }
+            Ok(other) => panic!("{durability:?}: the append into a failed partition: {other:?}"),
+            Err(_) => panic!("{durability:?}: the append was never answered"),
+        }
+        let info = engine.partition_info("t", 0).unwrap();
+        assert!(info.failed.is_some());
+        assert_eq!(info.next_offset, 3, "{durability:?}: the failed partition took offsets");
+        let _ = engine.close();
+    }
+}

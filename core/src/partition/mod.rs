@@ -1115,7 +1115,12 @@ impl Partition {
         });
         tracing::debug!(topic = %self.topic, partition = self.id, base, "rolled segment");
         self.advance_closings(io);
-        Ok(())
+        // Starting the old segment's close may have failed the partition (fail-stop): the
+        // append that rolled must not go on into it.
+        match self.failed_error() {
+            Some(err) => Err(err),
+            None => Ok(()),
+        }
     }
 
     /// Move every closing segment through its stages as far as it can go now.
