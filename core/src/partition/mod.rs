@@ -563,7 +563,19 @@ impl Partition {
         // never be in flight together: they go out as one ordered (linked) chain at a time.
         // That holds for a rolled segment too, whose last buffers may still be sealed: wait
         // for every write in flight, not only the active segment's.
-        let direct = active.log.is_some_and(|log| io.storage.is_direct(log));
+        // Any direct file being written counts, not only the active one: after a roll the
+        // rolled segment's file and the active one need not be opened alike.
+        let direct = active.log.is_some_and(|log| io.storage.is_direct(log))
+            || self.sealed.iter().any(|p| io.storage.is_direct(p.file))
+            || self.writes.iter().any(|w| {
+                !w.done
+                    && self
+                        .segments
+                        .iter()
+                        .find(|s| s.base_offset == w.segment)
+                        .and_then(|s| s.log)
+                        .is_some_and(|log| io.storage.is_direct(log))
+            });
         let active_writes =
             self.writes.iter().any(|w| !w.done && (direct || w.segment == active_base));
         let chained = want_sync || direct;
