@@ -468,3 +468,100 @@ fn a_topic_whose_deletion_failed_comes_back_whole_or_not_at_all() {
         engine.close().unwrap();
     }
 }
+
+/// Found by the simulation (seed 2194): a segment's close wrote and synced its offset index
+/// and its time index (whose last entry, the close entry, makes the next open trust the
+/// segment without a scan) side by side. When the offset index's fdatasync failed (or the
+/// power went before it completed) the close entry could be durable while the offset index
+/// was lost; the open trusted the segment anyway and rebuilt the index from the log when it
+/// was first read. A damaged batch later stopped that rebuild, so every read of the segment
+/// started at its first byte and failed on the damage: intact records far past it were
+/// unreadable for good. The close entry is now written only once the offset index is durable.
+#[test]
+fn a_closed_segment_trusted_by_the_open_has_its_offset_index() {
+    let disk = SimDisk::new(2194);
+    let engine = sim_engine(&disk);
+    engine
+        .create_topic(
+            "t",
+            TopicConfig::default().segment_size_bytes(16 * 1024).record_size_bytes_max(4096),
+        )
+        .unwrap();
+    let dir = "/sim/data/topics/t/0";
+    // The first fdatasync of segment 0's offset index is its close's.
+    disk.inject_fault(
+        FaultRule::io(OpKind::SyncData).under(format!("{dir}/00000000000000000000.index")),
+    );
+    let values: Vec<Vec<u8>> =
+        (0..40).map(|i| format!("record {i} {}", "v".repeat(1500)).into_bytes()).collect();
+    let mut acknowledged = 0;
+    for value in &values {
+        match engine.append("t", 0, &[Record::new(value)], Durability::Durable) {
+            Ok(_) => acknowledged += 1,
+            Err(_) => break,
+        }
+    }
+    assert!(acknowledged >= 9, "segment 0 filled before the close failed ({acknowledged})");
+    let _ = engine.close();
+    disk.crash();
+    disk.clear_faults();
+    // The open trusts segment 0, or repairs it (writing its indexes and close entry).
+    let engine = sim_engine(&disk);
+    assert_eq!(&values_in(&engine, "t", 0)[..acknowledged], &values[..acknowledged]);
+    engine.close().unwrap();
+    // Bit rot in the first batch's base offset (outside the CRC) of the closed segment.
+    disk.flip_bit(std::path::Path::new(&format!("{dir}/00000000000000000000.log")), 5, 3).unwrap();
+    let engine = sim_engine(&disk);
+    let damaged = engine.read("t", 0, ReadRequest::new(0));
+    assert!(matches!(damaged, Err(Error::Corrupt { position: 0, .. })), "{damaged:?}");
+    // Records more than an index interval past the damage read back intact.
+    let offset = 8u64;
+    let fetch = engine.read("t", 0, ReadRequest::new(offset)).unwrap();
+    let first = fetch.records().next().unwrap().unwrap();
+    assert_eq!(first.offset() as u64, offset);
+    assert_eq!(first.value().unwrap(), &values[offset as usize][..]);
+    engine.close().unwrap();
+}
+
+/// Found by the simulation (seed 7890): an append that rolled the segment started the old
+/// segment's close, whose first step (cutting a direct file's block padding) failed and
+/// failed the partition — but the roll itself returned fine, so the append went on into
+/// the failed partition: it took offsets, and its reply was queued after the failure had
+/// answered every waiter. A `Durable` append was never answered (a clean close then dropped
+/// it: `Closed`); a `None` one was acknowledged by a failed partition. The roll now reports
+/// the failure, and the append gets it.
+#[test]
+fn an_append_whose_roll_fails_the_partition_gets_the_failure() {
+    for durability in [Durability::Durable, Durability::None] {
+        let disk = SimDisk::new(7890);
+        let config =
+            EngineConfig::default().shards(1).storage(Arc::new(disk.factory())).direct_io(true);
+        let engine = Engine::open(DIR, config).unwrap();
+        engine
+            .create_topic(
+                "t",
+                TopicConfig::default().segment_size_bytes(16 * 1024).record_size_bytes_max(8192),
+            )
+            .unwrap();
+        let value = vec![b'v'; 5000];
+        for _ in 0..3 {
+            engine.append("t", 0, &[Record::new(&value)], Durability::Durable).unwrap();
+        }
+        // The next append rolls; closing segment 0 cuts its file to its data, and fails.
+        disk.inject_fault(
+            FaultRule::io(OpKind::SetLen).under("/sim/data/topics/t/0/00000000000000000000.log"),
+        );
+        let pending = engine.append_async("t", 0, &[Record::new(&value)], durability);
+        match pending.wait_timeout(std::time::Duration::from_secs(10)) {
+            Ok(Err(Error::PartitionFailed { cause, .. })) => {
+                assert!(cause.contains("truncate"), "{durability:?}: {cause}")
+            }
+            Ok(other) => panic!("{durability:?}: the append into a failed partition: {other:?}"),
+            Err(_) => panic!("{durability:?}: the append was never answered"),
+        }
+        let info = engine.partition_info("t", 0).unwrap();
+        assert!(info.failed.is_some());
+        assert_eq!(info.next_offset, 3, "{durability:?}: the failed partition took offsets");
+        let _ = engine.close();
+    }
+}

@@ -230,3 +230,230 @@ fn a_failed_segment_preparation_is_not_retried_in_a_loop() {
     assert_eq!(engine.partition_info("t", 0).unwrap().failed, None);
     engine.close().unwrap();
 }
+
+/// A storage that, once armed, returns nothing to non-blocking reaps until the first
+/// blocking one, which gets the first completion of every linked chain but not the rest:
+/// those come with the next reap. Allowed by the storage contract (a chain's completions
+/// come back in order; different chains in any order), and what a slow device does.
+struct ChainTailsLate {
+    inner: Box<dyn tidelog_io::Storage>,
+    armed: Arc<std::sync::atomic::AtomicBool>,
+    /// The last submission was linked to the next.
+    linked: bool,
+    /// Submissions that follow a linked one.
+    tails: std::collections::BTreeSet<u64>,
+    waiting: Vec<tidelog_io::Completion>,
+}
+
+impl tidelog_io::Storage for ChainTailsLate {
+    fn kind(&self) -> tidelog_io::BackendKind {
+        self.inner.kind()
+    }
+    fn open(
+        &mut self,
+        path: &std::path::Path,
+        options: tidelog_io::OpenOptions,
+    ) -> std::io::Result<tidelog_io::FileId> {
+        self.inner.open(path, options)
+    }
+    fn close(&mut self, file: tidelog_io::FileId) -> std::io::Result<()> {
+        self.inner.close(file)
+    }
+    fn is_direct(&self, file: tidelog_io::FileId) -> bool {
+        self.inner.is_direct(file)
+    }
+    fn file_len(&mut self, file: tidelog_io::FileId) -> std::io::Result<u64> {
+        self.inner.file_len(file)
+    }
+    fn set_len(&mut self, file: tidelog_io::FileId, len: u64) -> std::io::Result<()> {
+        self.inner.set_len(file, len)
+    }
+    fn submit(&mut self, submission: tidelog_io::Submission) -> Result<(), tidelog_io::Submission> {
+        let (token, link_next) = (submission.token, submission.link_next);
+        self.inner.submit(submission)?;
+        if self.linked {
+            self.tails.insert(token);
+        }
+        self.linked = link_next;
+        Ok(())
+    }
+    fn in_flight(&self) -> usize {
+        self.inner.in_flight() + self.waiting.len()
+    }
+    fn queue_depth(&self) -> usize {
+        self.inner.queue_depth()
+    }
+    fn complete(
+        &mut self,
+        out: &mut Vec<tidelog_io::Completion>,
+        wait: tidelog_io::Wait,
+    ) -> std::io::Result<usize> {
+        use std::sync::atomic::Ordering;
+        self.inner.complete(&mut self.waiting, tidelog_io::Wait::No)?;
+        let before = out.len();
+        if !self.armed.load(Ordering::SeqCst) {
+            out.append(&mut self.waiting);
+        } else if wait == tidelog_io::Wait::One {
+            self.armed.store(false, Ordering::SeqCst);
+            let (tails, heads) = std::mem::take(&mut self.waiting)
+                .into_iter()
+                .partition(|c| self.tails.contains(&c.token));
+            self.waiting = tails;
+            out.extend(heads);
+        }
+        Ok(out.len() - before)
+    }
+    fn waker(&self) -> Arc<dyn tidelog_io::storage::Wake> {
+        self.inner.waker()
+    }
+    fn create_dir_all(&mut self, path: &std::path::Path) -> std::io::Result<()> {
+        self.inner.create_dir_all(path)
+    }
+    fn remove_file(&mut self, path: &std::path::Path) -> std::io::Result<()> {
+        self.inner.remove_file(path)
+    }
+    fn remove_dir_all(&mut self, path: &std::path::Path) -> std::io::Result<()> {
+        self.inner.remove_dir_all(path)
+    }
+    fn rename(&mut self, from: &std::path::Path, to: &std::path::Path) -> std::io::Result<()> {
+        self.inner.rename(from, to)
+    }
+    fn read_dir(&mut self, path: &std::path::Path) -> std::io::Result<Vec<tidelog_io::DirEntry>> {
+        self.inner.read_dir(path)
+    }
+    fn sync_dir(&mut self, path: &std::path::Path) -> std::io::Result<()> {
+        self.inner.sync_dir(path)
+    }
+    fn metadata(&mut self, path: &std::path::Path) -> std::io::Result<tidelog_io::Metadata> {
+        self.inner.metadata(path)
+    }
+    fn lock_dir(&mut self, dir: &std::path::Path) -> std::io::Result<tidelog_io::DirLock> {
+        self.inner.lock_dir(dir)
+    }
+}
+
+#[derive(Debug)]
+struct ChainTailsLateFactory(SimDisk, Arc<std::sync::atomic::AtomicBool>);
+
+impl tidelog_io::StorageFactory for ChainTailsLateFactory {
+    fn kind(&self) -> tidelog_io::BackendKind {
+        tidelog_io::BackendKind::Simulated
+    }
+    fn create(&self) -> std::io::Result<Box<dyn tidelog_io::Storage>> {
+        Ok(Box::new(ChainTailsLate {
+            inner: Box::new(self.0.storage()),
+            armed: self.1.clone(),
+            linked: false,
+            tails: Default::default(),
+            waiting: Vec::new(),
+        }))
+    }
+}
+
+/// Found by the simulation (seed 6771): completions a shard reaped while it waited for one
+/// operation of its own (a read on the shard's thread) were stashed for the next round —
+/// but the round's own reap, later in the same round, dispatched what it reaped first. A
+/// write's completion was stashed, the fdatasync linked after it came back in that reap and
+/// was handled first: the sync "covered" records not yet written, the durable offset could
+/// not pass the high watermark, and nothing synced again — the `Durable` append was never
+/// acknowledged (a clean close then dropped it unanswered). Stashed completions are now
+/// dispatched before any reaped after them.
+#[test]
+fn completions_stashed_during_a_read_are_handled_before_later_ones() {
+    let disk = SimDisk::new(6771);
+    let armed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let config = EngineConfig::default()
+        .shards(1)
+        .manual_shards(true)
+        .storage(Arc::new(ChainTailsLateFactory(disk, armed.clone())))
+        .clock(Arc::new(ManualClock::new(1_700_000_000_000)));
+    let engine = Engine::open("/sim/data", config).unwrap();
+    engine.create_topic("t", TopicConfig::default().partitions(2)).unwrap();
+    engine.append("t", 1, &[Record::new(b"on disk")], Durability::Durable).unwrap();
+    armed.store(true, std::sync::atomic::Ordering::SeqCst);
+    // A write of partition 1 in flight, so partition 0's write goes out with a linked sync.
+    let other = engine.append_async("t", 1, &[Record::new(b"other")], Durability::None);
+    engine.step(0);
+    let durable = engine.append_async("t", 0, &[Record::new(b"durable")], Durability::Durable);
+    engine.step(0);
+    // A lookup reads partition 1's log on the shard's thread: its wait reaps the writes
+    // (stashed), and the round's reap then gets the sync.
+    assert_eq!(engine.offset_for_timestamp("t", 1, 0).unwrap(), Some(0));
+    for _ in 0..20 {
+        engine.step(0);
+    }
+    assert!(durable.is_ready(), "the durable append was never acknowledged");
+    assert_eq!(engine.block_on(durable).unwrap().base_offset, 0);
+    assert_eq!(engine.block_on(other).unwrap().base_offset, 1);
+    engine.close().unwrap();
+}
+
+/// Found by the simulation (seed 14898, direct I/O, `Fallocate`, short writes): a spare
+/// segment prepared by this process was opened without `O_DIRECT`, so after a roll onto it
+/// the active file was buffered while the rolled segment's was direct — and the guard that
+/// keeps writes to a direct file from overlapping in flight looked only at the active file.
+/// The rolled segment's last buffer went out while the rest of a short write to the same
+/// block was still in flight; that rest then landed over it with its zero padding, and a
+/// batch acknowledged (and later closed and synced) read back as zeros. The guard now holds
+/// writes back whenever any file being written is direct.
+#[test]
+fn direct_io_writes_after_a_roll_onto_a_prepared_spare_never_overlap() {
+    for seed in 0..60 {
+        let disk = SimDisk::with_config(
+            seed,
+            tidelog_io::SimConfig { short_write_probability: 0.5, ..Default::default() },
+        );
+        let config = EngineConfig::default()
+            .shards(1)
+            .manual_shards(true)
+            .storage(Arc::new(TwoReapsLateFactory(disk)))
+            .clock(Arc::new(ManualClock::new(1_700_000_000_000)))
+            .direct_io(true)
+            .segment_preparation(tidelog_core::SegmentPreparation::Fallocate);
+        let engine = Engine::open("/sim/data", config.clone()).unwrap();
+        engine
+            .create_topic(
+                "t",
+                TopicConfig::default().segment_size_bytes(32 * 1024).record_size_bytes_max(16384),
+            )
+            .unwrap();
+        let values: Vec<Vec<u8>> = (0..80)
+            .map(|i| format!("record {i} {}", "s".repeat(100 + i * 431 % 7000)).into_bytes())
+            .collect();
+        let mut pending = Vec::new();
+        for (i, value) in values.iter().enumerate() {
+            let durability = if i % 3 == 0 { Durability::Durable } else { Durability::None };
+            pending.push(engine.append_async("t", 0, &[Record::new(value)], durability));
+            engine.step(0);
+            if i % 6 == 5 {
+                // Let the spare get prepared between bursts.
+                for ack in pending.drain(..) {
+                    engine.block_on(ack).unwrap();
+                }
+                for _ in 0..10 {
+                    engine.step(0);
+                }
+            }
+        }
+        for ack in pending {
+            engine.block_on(ack).unwrap();
+        }
+        engine.close().unwrap();
+        let engine = Engine::open("/sim/data", config).unwrap();
+        let mut offset = 0;
+        while offset < values.len() as u64 {
+            let fetch = engine.read("t", 0, ReadRequest::new(offset)).unwrap();
+            for record in fetch.records() {
+                let record = record.unwrap();
+                assert_eq!(
+                    record.value().unwrap(),
+                    &values[record.offset() as usize][..],
+                    "seed {seed}: record {}",
+                    record.offset()
+                );
+            }
+            offset = fetch.next_offset();
+        }
+        engine.close().unwrap();
+    }
+}

@@ -431,3 +431,109 @@ fn a_damaged_batch_in_a_segment_whose_index_is_rebuilt_spares_the_batches_before
     }
     engine.close().unwrap();
 }
+
+/// Found by the simulation (seed 2762): a flipped bit in the last offset delta (inside the
+/// CRC) of a closed segment's last batch made it claim fewer offsets than it holds. A read
+/// of one of the offsets it no longer claimed walked past it (batches walked past are not
+/// CRC-checked) to the end of the segment and returned an empty fetch below the high
+/// watermark — no error, and a reader at that offset would wait forever. Reaching the end
+/// of the written log before a visible offset is now corruption, blamed on the batch walked
+/// last.
+#[test]
+fn a_last_batch_claiming_fewer_offsets_is_corruption_not_an_empty_fetch() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open(dir.path());
+    engine
+        .create_topic(
+            "t",
+            TopicConfig::default().segment_size_bytes(16 * 1024).record_size_bytes_max(8192),
+        )
+        .unwrap();
+    for i in 0..10u8 {
+        engine.append("t", 0, &[Record::new(&vec![i; 1000])], Durability::Durable).unwrap();
+    }
+    // Segment 0 ends with a batch of offsets 10..=14; the next append rolls.
+    let small: Vec<Vec<u8>> = (10..15u8).map(|i| vec![i; 20]).collect();
+    let records: Vec<Record<'_>> = small.iter().map(|v| Record::new(v)).collect();
+    let last = engine.append("t", 0, &records, Durability::Durable).unwrap();
+    assert_eq!((last.base_offset, last.last_offset), (10, 14));
+    engine.append("t", 0, &[Record::new(&vec![15u8; 8000])], Durability::Durable).unwrap();
+    engine.close().unwrap();
+    let logs = files_with(dir.path(), "log");
+    assert_eq!(logs.len(), 2, "segment 0 rolled");
+    let log = logs[0].clone();
+    let bytes = fs::read(&log).unwrap();
+    let mut batches = tidelog_core::record::BatchIter::new(&bytes);
+    let mut position = 0;
+    loop {
+        let at = batches.position() as u64;
+        match batches.next() {
+            Some(batch) if batch.as_ref().unwrap().base_offset() == 10 => position = at,
+            Some(_) => {}
+            None => break,
+        }
+    }
+    assert!(position > 0);
+    // Bytes 23..27 are the big-endian last offset delta: 4 becomes 0.
+    flip(&log, position + 26, 0x04);
+    let engine = open(dir.path());
+    for offset in 11..15u64 {
+        for max_bytes in [1, 1 << 20] {
+            match engine.read("t", 0, ReadRequest::new(offset).max_bytes(max_bytes)) {
+                Err(Error::Corrupt { path, position: at, .. }) => {
+                    assert_eq!((path, at), (log.clone(), position), "read of {offset}");
+                }
+                other => panic!("read of {offset} in the damaged batch: {other:?}"),
+            }
+        }
+    }
+    let fetch = engine.read("t", 0, ReadRequest::new(15)).unwrap();
+    assert_eq!(fetch.records().next().unwrap().unwrap().offset(), 15);
+    engine.close().unwrap();
+}
+
+/// Found by the simulation (seed 5849): a flipped bit in a batch's length (outside the CRC)
+/// made the walk of a read skip past it to a few bytes before the end of the segment — less
+/// than a batch header — and the read returned an empty fetch below the high watermark
+/// instead of failing on the damaged batch.
+#[test]
+fn a_length_leading_to_the_last_bytes_of_a_segment_is_corruption_not_an_empty_fetch() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open(dir.path());
+    engine
+        .create_topic(
+            "t",
+            TopicConfig::default().segment_size_bytes(16 * 1024).record_size_bytes_max(32 * 1024),
+        )
+        .unwrap();
+    // Segment 0: batch A (offset 0), then batch B (offset 1, tiny); the next append rolls.
+    engine.append("t", 0, &[Record::new(&[b'a'; 100])], Durability::Durable).unwrap();
+    engine.append("t", 0, &[Record::new(b"")], Durability::Durable).unwrap();
+    engine.append("t", 0, &[Record::new(&vec![b'c'; 17_000])], Durability::Durable).unwrap();
+    engine.close().unwrap();
+    let logs = files_with(dir.path(), "log");
+    assert_eq!(logs.len(), 2, "segment 0 rolled");
+    let log = logs[0].clone();
+    let bytes = fs::read(&log).unwrap();
+    let sizes: Vec<usize> =
+        tidelog_core::record::BatchIter::new(&bytes).map(|b| b.unwrap().total_len()).collect();
+    let (a, b) = (sizes[0], sizes[1]);
+    assert_eq!(sizes.len(), 2);
+    // Bit 6 of A's length (the low byte, byte 11): +64 bytes lands A's end inside B, less
+    // than a batch header before the end of the segment.
+    assert_eq!(bytes[11] & 0x40, 0, "bit 6 of A's length is clear");
+    assert!(b > 64 && b - 64 < 12, "B is {b} bytes");
+    flip(&log, 11, 0x40);
+    let engine = open(dir.path());
+    for max_bytes in [1, 1 << 20] {
+        match engine.read("t", 0, ReadRequest::new(1).max_bytes(max_bytes)) {
+            Err(Error::Corrupt { path, position, .. }) => {
+                assert_eq!((path, position), (log.clone(), 0), "blamed on A ({a} bytes)");
+            }
+            other => panic!("read of offset 1 past the damaged batch: {other:?}"),
+        }
+    }
+    let fetch = engine.read("t", 0, ReadRequest::new(2)).unwrap();
+    assert_eq!(fetch.records().next().unwrap().unwrap().offset(), 2);
+    engine.close().unwrap();
+}

@@ -216,6 +216,13 @@ struct Waiter {
     reply: Reply<AppendResult>,
 }
 
+/// One of a segment's two indexes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum IndexKind {
+    Offset,
+    Time,
+}
+
 /// Progress of closing a rolled segment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum CloseStage {
@@ -223,8 +230,14 @@ enum CloseStage {
     Draining,
     /// Its log `fdatasync` is in flight.
     SyncingLog,
-    /// Its index tails (with the close entry) are being written and synced.
-    WritingIndexes,
+    /// Its offset index tail is being written and synced.
+    WritingOffsetIndex,
+    /// Its time index tail, which ends with the close entry, is being written and synced:
+    /// only after the offset index is durable, because recovery trusts a segment with a
+    /// durable close entry without a scan — its offset index too. (Written side by side, a
+    /// power loss could keep the close entry and lose the offset index; its rebuild stops at
+    /// any damage in the log, and every intact batch after the damage became unreadable.)
+    WritingTimeIndex,
     /// Closed.
     Done,
 }
@@ -238,6 +251,8 @@ struct Closing {
     synced_floor: u64,
     stage: CloseStage,
     ops: u32,
+    /// A submission of its index writes was refused: its close entry must not be written.
+    incomplete: bool,
 }
 
 /// One partition. See the module documentation.
@@ -558,7 +573,19 @@ impl Partition {
         // never be in flight together: they go out as one ordered (linked) chain at a time.
         // That holds for a rolled segment too, whose last buffers may still be sealed: wait
         // for every write in flight, not only the active segment's.
-        let direct = active.log.is_some_and(|log| io.storage.is_direct(log));
+        // Any direct file being written counts, not only the active one: after a roll the
+        // rolled segment's file and the active one need not be opened alike.
+        let direct = active.log.is_some_and(|log| io.storage.is_direct(log))
+            || self.sealed.iter().any(|p| io.storage.is_direct(p.file))
+            || self.writes.iter().any(|w| {
+                !w.done
+                    && self
+                        .segments
+                        .iter()
+                        .find(|s| s.base_offset == w.segment)
+                        .and_then(|s| s.log)
+                        .is_some_and(|log| io.storage.is_direct(log))
+            });
         let active_writes =
             self.writes.iter().any(|w| !w.done && (direct || w.segment == active_base));
         let chained = want_sync || direct;
@@ -1128,10 +1155,16 @@ impl Partition {
             synced_floor: self.active_synced_offset,
             stage: CloseStage::Draining,
             ops: 0,
+            incomplete: false,
         });
         tracing::debug!(topic = %self.topic, partition = self.id, base, "rolled segment");
         self.advance_closings(io);
-        Ok(())
+        // Starting the old segment's close may have failed the partition (fail-stop): the
+        // append that rolled must not go on into it.
+        match self.failed_error() {
+            Some(err) => Err(err),
+            None => Ok(()),
+        }
     }
 
     /// Move every closing segment through its stages as far as it can go now.
@@ -1160,12 +1193,21 @@ impl Partition {
                         self.closing[i].ops = 1;
                     }
                 }
-                CloseStage::SyncingLog if ops == 0 && io.has_room(4) => {
-                    let ops = self.write_close_indexes(io, base);
-                    self.closing[i].stage = CloseStage::WritingIndexes;
+                CloseStage::SyncingLog if ops == 0 && io.has_room(2) => {
+                    let ops = self.write_close_index(io, base, IndexKind::Offset);
+                    self.closing[i].stage = CloseStage::WritingOffsetIndex;
                     self.closing[i].ops = ops;
                 }
-                CloseStage::WritingIndexes if ops == 0 => {
+                CloseStage::WritingOffsetIndex if ops == 0 && io.has_room(2) => {
+                    let ops = if self.closing[i].incomplete {
+                        0
+                    } else {
+                        self.write_close_index(io, base, IndexKind::Time)
+                    };
+                    self.closing[i].stage = CloseStage::WritingTimeIndex;
+                    self.closing[i].ops = ops;
+                }
+                CloseStage::WritingTimeIndex if ops == 0 => {
                     self.finish_close(io, base);
                     self.closing[i].stage = CloseStage::Done;
                     finished = true;
@@ -1220,20 +1262,22 @@ impl Partition {
         Ok(())
     }
 
-    /// Write the close entry and the index tails, each linked to an `fdatasync` of its file.
-    fn write_close_indexes(&mut self, io: &mut ShardIo<'_>, base: u64) -> u32 {
+    /// Write a closing segment's offset index tail, or its time index tail with the close
+    /// entry, linked to an `fdatasync` of its file; returns how many operations went out.
+    fn write_close_index(&mut self, io: &mut ShardIo<'_>, base: u64, kind: IndexKind) -> u32 {
         let Some(segment) = self.segment_mut(base) else { return 0 };
-        segment.push_close_entry();
         let Some((offset_file, time_file)) = segment.index_files else { return 0 };
-        let tails = [
-            (offset_file, segment.offset_index.as_mut().and_then(|i| i.take_unwritten(u64::MAX))),
-            (time_file, segment.time_index.as_mut().and_then(|i| i.take_unwritten(u64::MAX))),
-        ];
-        let mut ops = 0;
-        for (file, tail) in tails {
-            ops += self.submit_close_index_tail(io, base, file, tail);
-        }
-        ops
+        let (file, tail) = match kind {
+            IndexKind::Offset => (
+                offset_file,
+                segment.offset_index.as_mut().and_then(|i| i.take_unwritten(u64::MAX)),
+            ),
+            IndexKind::Time => {
+                segment.push_close_entry();
+                (time_file, segment.time_index.as_mut().and_then(|i| i.take_unwritten(u64::MAX)))
+            }
+        };
+        self.submit_close_index_tail(io, base, file, tail)
     }
 
     /// Submit `tail` (if any) of a closing segment's index `file`, linked to an `fdatasync`
@@ -1257,14 +1301,18 @@ impl Partition {
             let seq = self.next_seq();
             let submission =
                 Submission { token: io::token(self.slot, seq), op, link_next: i < last };
-            // A refused submission (full queue) leaves the close entry unwritten: harmless,
-            // recovery then verifies the segment and writes it.
-            if io.submit(submission).is_ok() {
-                self.ops.insert(seq, kind);
-                ops += 1;
-                if let Some(s) = self.segment_mut(base) {
-                    s.ops_in_flight += 1;
+            if io.submit(submission).is_err() {
+                // A full queue: the close entry is not written then (the index before it
+                // may be incomplete). Harmless: recovery verifies the segment and writes it.
+                if let Some(closing) = self.closing.iter_mut().find(|c| c.segment == base) {
+                    closing.incomplete = true;
                 }
+                break;
+            }
+            self.ops.insert(seq, kind);
+            ops += 1;
+            if let Some(s) = self.segment_mut(base) {
+                s.ops_in_flight += 1;
             }
         }
         ops

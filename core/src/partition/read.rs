@@ -351,7 +351,7 @@ impl Partition {
         let mut carried: Option<u64> = None;
         loop {
             if position >= limit {
-                return Ok(None);
+                return Err(ends_early(io, log, &path, carried, position, (next_base, offset)));
             }
             let len = want.min((limit - position) as usize);
             let buf = io.read_now(log, position, len).map_err(|e| Error::io("read", &path, e))?;
@@ -376,7 +376,10 @@ impl Partition {
                     position += consumed as u64;
                     want = max_bytes.max(READ_BYTES_MIN);
                 }
-                Collected::Skipped { .. } => return Ok(None),
+                // Less than a batch header left before the end of the written log.
+                Collected::Skipped { .. } => {
+                    return Err(ends_early(io, log, &path, carried, position, (next_base, offset)));
+                }
                 Collected::NeedMore { at, total, previous } => {
                     let end = position + at as u64 + total as u64;
                     if total > BATCH_SIZE_BYTES_MAX as usize || end > limit {
@@ -631,6 +634,34 @@ fn damaged_batch_at(io: &mut ShardIo<'_>, log: FileId, position: u64) -> Option<
         Ok(()) => None,
         Err(error) => Some(error.to_string()),
     }
+}
+
+/// A read walked (from the batch that starts at offset `next_base`) to the end of the
+/// written log, or to less than a batch header before it, without reaching `offset` — which
+/// is visible and in this segment, so some batch walked past is damaged: the one walked last
+/// (at `carried`) claims fewer offsets (a damaged last offset delta, inside the CRC) or bytes
+/// (a damaged length, outside it) than it holds. Blame it if its CRC fails. Not an empty
+/// fetch: a reader at that offset would wait for it forever.
+fn ends_early(
+    io: &mut ShardIo<'_>,
+    log: FileId,
+    path: &Path,
+    carried: Option<u64>,
+    position: u64,
+    (next_base, offset): (u64, u64),
+) -> Error {
+    if let Some(previous) = carried
+        && let Some(error) = damaged_batch_at(io, log, previous)
+    {
+        return Error::corrupt(path, previous, error);
+    }
+    Error::corrupt(
+        path,
+        position,
+        format!(
+            "the written log ends at byte {position}, offset {next_base}, before offset {offset}"
+        ),
+    )
 }
 
 fn invalid(

@@ -607,13 +607,21 @@ impl Shard {
 
     /// Reap completions and hand them to their partitions. True if there were any.
     fn reap(&mut self, wait: Wait) -> bool {
+        // Completions stashed while a partition waited for an operation of its own
+        // (`ShardIo::run_now`) were reaped before any reaped now: handle them first, or a
+        // linked chain's completions would be handled out of order (an fdatasync before the
+        // write it follows, covering records not yet written). Handling them may stash more.
+        let mut stashed = false;
+        while self.dispatch_stash() {
+            stashed = true;
+        }
         let mut completions = std::mem::take(&mut self.completions);
         if let Err(err) = self.storage.complete(&mut completions, wait) {
             // The storage itself failed (not one operation): nothing can be written safely.
             self.storage_failed(&err);
             return true;
         }
-        let any = !completions.is_empty();
+        let any = stashed || !completions.is_empty();
         for completion in completions.drain(..) {
             self.dispatch(completion);
         }
