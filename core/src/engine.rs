@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use tidelog_io::{BackendKind, DirLock, Storage};
@@ -56,6 +56,9 @@ struct Inner {
     backend: BackendKind,
     shards: Vec<ShardHandle>,
     topics: RwLock<HashMap<String, Arc<TopicEntry>>>,
+    /// The highest topic id used by this engine or found on disk: ids are never reused, also
+    /// not those of topics deleted or whose creation failed (their files may be left behind).
+    last_topic_id: AtomicU64,
     /// Storage for catalog operations on the caller's thread (topic create/delete).
     control: Mutex<Box<dyn Storage>>,
     closed: AtomicBool,
@@ -162,6 +165,7 @@ impl Engine {
                 config,
                 shards,
                 topics: RwLock::new(HashMap::new()),
+                last_topic_id: AtomicU64::new(topics.iter().map(|t| t.id).max().unwrap_or(0)),
                 control: Mutex::new(control),
                 closed: AtomicBool::new(false),
                 lock: Mutex::new(Some(lock)),
@@ -265,8 +269,10 @@ impl Engine {
             ));
         }
         let now = self.inner.config.clock.now_ms();
-        let max_id = topics.values().map(|t| t.meta.id).max().unwrap_or(0);
-        let id = (max_id + 1).max((now.max(0) as u64) << 10);
+        // Under the topics lock: no other creation runs meanwhile.
+        let last = self.inner.last_topic_id.load(Ordering::Acquire);
+        let id = (last + 1).max((now.max(0) as u64) << 10);
+        self.inner.last_topic_id.store(id, Ordering::Release);
         if self.inner.backend != BackendKind::Simulated {
             check_open_files(
                 u64::from(config.partitions),
@@ -867,6 +873,13 @@ fn load_catalog(control: &mut dyn Storage, dir: &Path) -> Result<Vec<TopicMeta>>
             ));
         }
         meta.config().validate()?;
+        if let Some(other) = topics.iter().find(|t: &&TopicMeta| t.id == meta.id) {
+            return Err(Error::corrupt(
+                &meta_path,
+                0,
+                format!("topic id {} is also topic {:?}'s", meta.id, other.name),
+            ));
+        }
         // The partition directories' entries: one may exist only in the page cache (a
         // creation that failed half-way, then a restart without a reboot); a partition's
         // open makes its own directory durable, not the entry naming it.

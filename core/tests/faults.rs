@@ -565,3 +565,41 @@ fn an_append_whose_roll_fails_the_partition_gets_the_failure() {
         let _ = engine.close();
     }
 }
+
+/// Found by the simulation (seeds 17463, 25279): a topic whose creation failed half-way, with
+/// its files left behind, shared its id with the next topic created in the same millisecond;
+/// after a reopen their partitions collided — deleting one closed the other, and records
+/// acknowledged to it were lost. Topic ids are now never reused by an engine.
+#[test]
+fn a_failed_creation_does_not_lend_its_id_to_the_next_topic() {
+    let disk = SimDisk::new(17463);
+    let open = || {
+        let config = EngineConfig::default()
+            .shards(1)
+            .storage(Arc::new(disk.factory()))
+            .clock(Arc::new(tidelog_io::ManualClock::new(1_700_000_000_000)));
+        Engine::open(DIR, config).unwrap()
+    };
+    let engine = open();
+    // The partition directory cannot be made, nor the half topic taken away afterwards.
+    disk.inject_fault(FaultRule::io(OpKind::CreateDir).under("/sim/data/topics/a/0").persistent());
+    disk.inject_fault(
+        FaultRule::io(OpKind::Rename).under("/sim/data/topics/a").after(1).persistent(),
+    );
+    disk.inject_fault(FaultRule::io(OpKind::Remove).under("/sim/data/topics/a").persistent());
+    assert!(engine.create_topic("a", TopicConfig::default()).is_err());
+    disk.clear_faults();
+    engine.create_topic("b", TopicConfig::default()).unwrap();
+    engine.append("b", 0, &[Record::new(b"kept")], Durability::Durable).unwrap();
+    engine.close().unwrap();
+    let engine = open();
+    // The half topic is back (its cleanup failed): the case this test is about.
+    assert!(engine.topics().contains(&"a".to_string()), "{:?}", engine.topics());
+    engine.delete_topic("a").unwrap();
+    assert_eq!(values_in(&engine, "b", 0), vec![b"kept".to_vec()]);
+    engine.append("b", 0, &[Record::new(b"more")], Durability::Durable).unwrap();
+    engine.close().unwrap();
+    let engine = open();
+    assert_eq!(values_in(&engine, "b", 0), vec![b"kept".to_vec(), b"more".to_vec()]);
+    engine.close().unwrap();
+}
