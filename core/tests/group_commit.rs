@@ -7,18 +7,15 @@
 //! looks idle, so the engine submits its syncs rather than running them inline); shards run
 //! manually, so the test decides what happens between rounds.
 
+mod common;
+
 use std::io;
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tidelog_core::{Durability, Engine, EngineConfig, Record, TopicConfig};
 use tidelog_io::sim::SimDisk;
-use tidelog_io::storage::Wake;
-use tidelog_io::{
-    AlignedBuf, BackendKind, Completion, DirEntry, DirLock, FileId, Metadata, Op, OpenOptions,
-    Storage, StorageFactory, Submission, Wait,
-};
+use tidelog_io::{BackendKind, Completion, Op, Storage, StorageFactory, Submission, Wait};
 
 /// Delegates to a simulated storage, but keeps `fdatasync` completions while `hold` is set.
 struct HoldSyncs {
@@ -31,24 +28,7 @@ struct HoldSyncs {
 }
 
 impl Storage for HoldSyncs {
-    fn kind(&self) -> BackendKind {
-        self.inner.kind()
-    }
-    fn open(&mut self, path: &Path, options: OpenOptions) -> io::Result<FileId> {
-        self.inner.open(path, options)
-    }
-    fn close(&mut self, file: FileId) -> io::Result<()> {
-        self.inner.close(file)
-    }
-    fn is_direct(&self, file: FileId) -> bool {
-        self.inner.is_direct(file)
-    }
-    fn file_len(&mut self, file: FileId) -> io::Result<u64> {
-        self.inner.file_len(file)
-    }
-    fn set_len(&mut self, file: FileId, len: u64) -> io::Result<()> {
-        self.inner.set_len(file, len)
-    }
+    common::storage_pass_through!(open, close);
     fn submit(&mut self, submission: Submission) -> Result<(), Submission> {
         if matches!(submission.op, Op::SyncData { .. }) {
             self.syncs.lock().unwrap().push(submission.token);
@@ -82,36 +62,6 @@ impl Storage for HoldSyncs {
             syncs.clear();
         }
         Ok(out.len() - before)
-    }
-    fn waker(&self) -> Arc<dyn Wake> {
-        self.inner.waker()
-    }
-    fn alloc_buf(&mut self, len: usize) -> AlignedBuf {
-        self.inner.alloc_buf(len)
-    }
-    fn create_dir_all(&mut self, path: &Path) -> io::Result<()> {
-        self.inner.create_dir_all(path)
-    }
-    fn remove_file(&mut self, path: &Path) -> io::Result<()> {
-        self.inner.remove_file(path)
-    }
-    fn remove_dir_all(&mut self, path: &Path) -> io::Result<()> {
-        self.inner.remove_dir_all(path)
-    }
-    fn rename(&mut self, from: &Path, to: &Path) -> io::Result<()> {
-        self.inner.rename(from, to)
-    }
-    fn read_dir(&mut self, path: &Path) -> io::Result<Vec<DirEntry>> {
-        self.inner.read_dir(path)
-    }
-    fn sync_dir(&mut self, path: &Path) -> io::Result<()> {
-        self.inner.sync_dir(path)
-    }
-    fn metadata(&mut self, path: &Path) -> io::Result<Metadata> {
-        self.inner.metadata(path)
-    }
-    fn lock_dir(&mut self, dir: &Path) -> io::Result<DirLock> {
-        self.inner.lock_dir(dir)
     }
 }
 

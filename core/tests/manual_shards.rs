@@ -1,6 +1,8 @@
 //! Manually run shards: with the simulated disk and a manual clock a whole engine runs on the
 //! test's thread, deterministically.
 
+mod common;
+
 use std::sync::Arc;
 
 use tidelog_core::{Durability, Engine, EngineConfig, ReadRequest, Record, TopicConfig};
@@ -83,36 +85,9 @@ struct TwoReapsLate {
 }
 
 impl tidelog_io::Storage for TwoReapsLate {
-    fn kind(&self) -> tidelog_io::BackendKind {
-        self.inner.kind()
-    }
-    fn open(
-        &mut self,
-        path: &std::path::Path,
-        options: tidelog_io::OpenOptions,
-    ) -> std::io::Result<tidelog_io::FileId> {
-        self.inner.open(path, options)
-    }
-    fn close(&mut self, file: tidelog_io::FileId) -> std::io::Result<()> {
-        self.inner.close(file)
-    }
-    fn is_direct(&self, file: tidelog_io::FileId) -> bool {
-        self.inner.is_direct(file)
-    }
-    fn file_len(&mut self, file: tidelog_io::FileId) -> std::io::Result<u64> {
-        self.inner.file_len(file)
-    }
-    fn set_len(&mut self, file: tidelog_io::FileId, len: u64) -> std::io::Result<()> {
-        self.inner.set_len(file, len)
-    }
-    fn submit(&mut self, submission: tidelog_io::Submission) -> Result<(), tidelog_io::Submission> {
-        self.inner.submit(submission)
-    }
+    common::storage_pass_through!(open, close, submit, queue_depth);
     fn in_flight(&self) -> usize {
         self.inner.in_flight() + self.late.len()
-    }
-    fn queue_depth(&self) -> usize {
-        self.inner.queue_depth()
     }
     fn complete(
         &mut self,
@@ -128,33 +103,6 @@ impl tidelog_io::Storage for TwoReapsLate {
         let take = if ripe == 0 && wait != tidelog_io::Wait::No { self.late.len() } else { ripe };
         out.extend(self.late.drain(..take).map(|(_, c)| c));
         Ok(take)
-    }
-    fn waker(&self) -> Arc<dyn tidelog_io::storage::Wake> {
-        self.inner.waker()
-    }
-    fn create_dir_all(&mut self, path: &std::path::Path) -> std::io::Result<()> {
-        self.inner.create_dir_all(path)
-    }
-    fn remove_file(&mut self, path: &std::path::Path) -> std::io::Result<()> {
-        self.inner.remove_file(path)
-    }
-    fn remove_dir_all(&mut self, path: &std::path::Path) -> std::io::Result<()> {
-        self.inner.remove_dir_all(path)
-    }
-    fn rename(&mut self, from: &std::path::Path, to: &std::path::Path) -> std::io::Result<()> {
-        self.inner.rename(from, to)
-    }
-    fn read_dir(&mut self, path: &std::path::Path) -> std::io::Result<Vec<tidelog_io::DirEntry>> {
-        self.inner.read_dir(path)
-    }
-    fn sync_dir(&mut self, path: &std::path::Path) -> std::io::Result<()> {
-        self.inner.sync_dir(path)
-    }
-    fn metadata(&mut self, path: &std::path::Path) -> std::io::Result<tidelog_io::Metadata> {
-        self.inner.metadata(path)
-    }
-    fn lock_dir(&mut self, dir: &std::path::Path) -> std::io::Result<tidelog_io::DirLock> {
-        self.inner.lock_dir(dir)
     }
 }
 
@@ -246,28 +194,7 @@ struct ChainTailsLate {
 }
 
 impl tidelog_io::Storage for ChainTailsLate {
-    fn kind(&self) -> tidelog_io::BackendKind {
-        self.inner.kind()
-    }
-    fn open(
-        &mut self,
-        path: &std::path::Path,
-        options: tidelog_io::OpenOptions,
-    ) -> std::io::Result<tidelog_io::FileId> {
-        self.inner.open(path, options)
-    }
-    fn close(&mut self, file: tidelog_io::FileId) -> std::io::Result<()> {
-        self.inner.close(file)
-    }
-    fn is_direct(&self, file: tidelog_io::FileId) -> bool {
-        self.inner.is_direct(file)
-    }
-    fn file_len(&mut self, file: tidelog_io::FileId) -> std::io::Result<u64> {
-        self.inner.file_len(file)
-    }
-    fn set_len(&mut self, file: tidelog_io::FileId, len: u64) -> std::io::Result<()> {
-        self.inner.set_len(file, len)
-    }
+    common::storage_pass_through!(open, close, queue_depth);
     fn submit(&mut self, submission: tidelog_io::Submission) -> Result<(), tidelog_io::Submission> {
         let (token, link_next) = (submission.token, submission.link_next);
         self.inner.submit(submission)?;
@@ -279,9 +206,6 @@ impl tidelog_io::Storage for ChainTailsLate {
     }
     fn in_flight(&self) -> usize {
         self.inner.in_flight() + self.waiting.len()
-    }
-    fn queue_depth(&self) -> usize {
-        self.inner.queue_depth()
     }
     fn complete(
         &mut self,
@@ -302,33 +226,6 @@ impl tidelog_io::Storage for ChainTailsLate {
             out.extend(heads);
         }
         Ok(out.len() - before)
-    }
-    fn waker(&self) -> Arc<dyn tidelog_io::storage::Wake> {
-        self.inner.waker()
-    }
-    fn create_dir_all(&mut self, path: &std::path::Path) -> std::io::Result<()> {
-        self.inner.create_dir_all(path)
-    }
-    fn remove_file(&mut self, path: &std::path::Path) -> std::io::Result<()> {
-        self.inner.remove_file(path)
-    }
-    fn remove_dir_all(&mut self, path: &std::path::Path) -> std::io::Result<()> {
-        self.inner.remove_dir_all(path)
-    }
-    fn rename(&mut self, from: &std::path::Path, to: &std::path::Path) -> std::io::Result<()> {
-        self.inner.rename(from, to)
-    }
-    fn read_dir(&mut self, path: &std::path::Path) -> std::io::Result<Vec<tidelog_io::DirEntry>> {
-        self.inner.read_dir(path)
-    }
-    fn sync_dir(&mut self, path: &std::path::Path) -> std::io::Result<()> {
-        self.inner.sync_dir(path)
-    }
-    fn metadata(&mut self, path: &std::path::Path) -> std::io::Result<tidelog_io::Metadata> {
-        self.inner.metadata(path)
-    }
-    fn lock_dir(&mut self, dir: &std::path::Path) -> std::io::Result<tidelog_io::DirLock> {
-        self.inner.lock_dir(dir)
     }
 }
 

@@ -1,18 +1,15 @@
 //! Shutdown with appends in flight loses nothing acknowledged; one shard's storage failing
 //! is reported and fails only its partitions.
 
+mod common;
+
 use std::io;
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tidelog_core::{Durability, Engine, EngineConfig, Error, ReadRequest, Record, TopicConfig};
 use tidelog_io::sim::SimDisk;
-use tidelog_io::storage::Wake;
-use tidelog_io::{
-    AlignedBuf, BackendKind, Completion, DirEntry, DirLock, FileId, Metadata, OpenOptions, Storage,
-    StorageFactory, Submission, Wait,
-};
+use tidelog_io::{BackendKind, Completion, Storage, StorageFactory, Wait};
 
 #[test]
 fn close_with_appends_in_flight_keeps_every_acknowledged_record() {
@@ -79,68 +76,12 @@ struct FailingRing {
 }
 
 impl Storage for FailingRing {
-    fn kind(&self) -> BackendKind {
-        self.inner.kind()
-    }
-    fn open(&mut self, path: &Path, options: OpenOptions) -> io::Result<FileId> {
-        self.inner.open(path, options)
-    }
-    fn close(&mut self, file: FileId) -> io::Result<()> {
-        self.inner.close(file)
-    }
-    fn is_direct(&self, file: FileId) -> bool {
-        self.inner.is_direct(file)
-    }
-    fn file_len(&mut self, file: FileId) -> io::Result<u64> {
-        self.inner.file_len(file)
-    }
-    fn set_len(&mut self, file: FileId, len: u64) -> io::Result<()> {
-        self.inner.set_len(file, len)
-    }
-    fn submit(&mut self, submission: Submission) -> Result<(), Submission> {
-        self.inner.submit(submission)
-    }
-    fn in_flight(&self) -> usize {
-        self.inner.in_flight()
-    }
-    fn queue_depth(&self) -> usize {
-        self.inner.queue_depth()
-    }
+    common::storage_pass_through!(open, close, submit, in_flight, queue_depth);
     fn complete(&mut self, out: &mut Vec<Completion>, wait: Wait) -> io::Result<usize> {
         if self.failing_shard.load(Ordering::SeqCst) == self.shard {
             return Err(io::Error::other("ring failed (injected)"));
         }
         self.inner.complete(out, wait)
-    }
-    fn waker(&self) -> Arc<dyn Wake> {
-        self.inner.waker()
-    }
-    fn alloc_buf(&mut self, len: usize) -> AlignedBuf {
-        self.inner.alloc_buf(len)
-    }
-    fn create_dir_all(&mut self, path: &Path) -> io::Result<()> {
-        self.inner.create_dir_all(path)
-    }
-    fn remove_file(&mut self, path: &Path) -> io::Result<()> {
-        self.inner.remove_file(path)
-    }
-    fn remove_dir_all(&mut self, path: &Path) -> io::Result<()> {
-        self.inner.remove_dir_all(path)
-    }
-    fn rename(&mut self, from: &Path, to: &Path) -> io::Result<()> {
-        self.inner.rename(from, to)
-    }
-    fn read_dir(&mut self, path: &Path) -> io::Result<Vec<DirEntry>> {
-        self.inner.read_dir(path)
-    }
-    fn sync_dir(&mut self, path: &Path) -> io::Result<()> {
-        self.inner.sync_dir(path)
-    }
-    fn metadata(&mut self, path: &Path) -> io::Result<Metadata> {
-        self.inner.metadata(path)
-    }
-    fn lock_dir(&mut self, dir: &Path) -> io::Result<DirLock> {
-        self.inner.lock_dir(dir)
     }
 }
 

@@ -20,11 +20,126 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tidelog_io::storage::Wake;
 use tidelog_io::{
-    AlignedBuf, BackendKind, Completion, DirEntry, DirLock, FileId, Metadata, Op, OpenOptions,
-    Storage, StorageFactory, Submission, Wait,
+    BackendKind, Completion, FileId, Op, OpenOptions, Storage, StorageFactory, Submission, Wait,
 };
+
+/// Inside `impl Storage for W`, where `W` keeps the storage it wraps in a field
+/// `inner: Box<dyn Storage>`: the methods that just call the same method of `inner`. Always
+/// those no test wrapper changes (files' lengths, directories, buffers, the waker, ...), plus
+/// the data-path ones named, so a wrapper writes only what it changes:
+///
+/// ```ignore
+/// impl Storage for Wrapper {
+///     common::storage_pass_through!(open, close, submit, in_flight, queue_depth);
+///     fn complete(&mut self, out: &mut Vec<Completion>, wait: Wait) -> io::Result<usize> { .. }
+/// }
+/// ```
+///
+/// Never `sync_data_now`: its default runs through the wrapper's own `submit` and `complete`,
+/// as a wrapper that changes completions needs; one that wants otherwise writes its own.
+macro_rules! storage_pass_through {
+    (@one open) => {
+        fn open(
+            &mut self,
+            path: &::std::path::Path,
+            options: ::tidelog_io::OpenOptions,
+        ) -> ::std::io::Result<::tidelog_io::FileId> {
+            self.inner.open(path, options)
+        }
+    };
+    (@one close) => {
+        fn close(&mut self, file: ::tidelog_io::FileId) -> ::std::io::Result<()> {
+            self.inner.close(file)
+        }
+    };
+    (@one submit) => {
+        fn submit(
+            &mut self,
+            submission: ::tidelog_io::Submission,
+        ) -> Result<(), ::tidelog_io::Submission> {
+            self.inner.submit(submission)
+        }
+    };
+    (@one in_flight) => {
+        fn in_flight(&self) -> usize {
+            self.inner.in_flight()
+        }
+    };
+    (@one queue_depth) => {
+        fn queue_depth(&self) -> usize {
+            self.inner.queue_depth()
+        }
+    };
+    (@one complete) => {
+        fn complete(
+            &mut self,
+            out: &mut Vec<::tidelog_io::Completion>,
+            wait: ::tidelog_io::Wait,
+        ) -> ::std::io::Result<usize> {
+            self.inner.complete(out, wait)
+        }
+    };
+    // The directory operations, all `fn(&mut self, &Path) -> io::Result<()>`.
+    (@path $($method:ident)*) => {
+        $(
+            fn $method(&mut self, path: &::std::path::Path) -> ::std::io::Result<()> {
+                self.inner.$method(path)
+            }
+        )*
+    };
+    ($($method:ident),* $(,)?) => {
+        $($crate::common::storage_pass_through!(@one $method);)*
+        $crate::common::storage_pass_through!(
+            @path create_dir_all remove_file remove_dir_all sync_dir
+        );
+        fn kind(&self) -> ::tidelog_io::BackendKind {
+            self.inner.kind()
+        }
+        fn is_direct(&self, file: ::tidelog_io::FileId) -> bool {
+            self.inner.is_direct(file)
+        }
+        fn file_len(&mut self, file: ::tidelog_io::FileId) -> ::std::io::Result<u64> {
+            self.inner.file_len(file)
+        }
+        fn set_len(&mut self, file: ::tidelog_io::FileId, len: u64) -> ::std::io::Result<()> {
+            self.inner.set_len(file, len)
+        }
+        fn waker(&self) -> ::std::sync::Arc<dyn ::tidelog_io::storage::Wake> {
+            self.inner.waker()
+        }
+        fn alloc_buf(&mut self, len: usize) -> ::tidelog_io::AlignedBuf {
+            self.inner.alloc_buf(len)
+        }
+        fn rename(
+            &mut self,
+            from: &::std::path::Path,
+            to: &::std::path::Path,
+        ) -> ::std::io::Result<()> {
+            self.inner.rename(from, to)
+        }
+        fn read_dir(
+            &mut self,
+            path: &::std::path::Path,
+        ) -> ::std::io::Result<Vec<::tidelog_io::DirEntry>> {
+            self.inner.read_dir(path)
+        }
+        fn metadata(
+            &mut self,
+            path: &::std::path::Path,
+        ) -> ::std::io::Result<::tidelog_io::Metadata> {
+            self.inner.metadata(path)
+        }
+        fn lock_dir(
+            &mut self,
+            dir: &::std::path::Path,
+        ) -> ::std::io::Result<::tidelog_io::DirLock> {
+            self.inner.lock_dir(dir)
+        }
+    };
+}
+#[allow(unused_imports)] // each test file uses what it needs
+pub(crate) use storage_pass_through;
 
 /// `EIO`.
 pub const EIO: i32 = 5;
@@ -194,9 +309,7 @@ impl FaultyStorage {
 }
 
 impl Storage for FaultyStorage {
-    fn kind(&self) -> BackendKind {
-        self.inner.kind()
-    }
+    storage_pass_through!();
     fn open(&mut self, path: &Path, options: OpenOptions) -> io::Result<FileId> {
         let file = self.inner.open(path, options)?;
         self.paths.insert(file, path.to_owned());
@@ -205,15 +318,6 @@ impl Storage for FaultyStorage {
     fn close(&mut self, file: FileId) -> io::Result<()> {
         self.paths.remove(&file);
         self.inner.close(file)
-    }
-    fn is_direct(&self, file: FileId) -> bool {
-        self.inner.is_direct(file)
-    }
-    fn file_len(&mut self, file: FileId) -> io::Result<u64> {
-        self.inner.file_len(file)
-    }
-    fn set_len(&mut self, file: FileId, len: u64) -> io::Result<()> {
-        self.inner.set_len(file, len)
     }
     fn submit(&mut self, submission: Submission) -> Result<(), Submission> {
         if self.in_flight() >= self.queue_depth() {
@@ -295,9 +399,6 @@ impl Storage for FaultyStorage {
             }
         }
     }
-    fn waker(&self) -> Arc<dyn Wake> {
-        self.inner.waker()
-    }
     fn sync_data_now(&mut self, file: FileId) -> io::Result<()> {
         let delay = self.faults.delay();
         if !delay.is_zero() {
@@ -310,32 +411,5 @@ impl Storage for FaultyStorage {
             return Err(io::Error::from_raw_os_error(EIO));
         }
         result
-    }
-    fn alloc_buf(&mut self, len: usize) -> AlignedBuf {
-        self.inner.alloc_buf(len)
-    }
-    fn create_dir_all(&mut self, path: &Path) -> io::Result<()> {
-        self.inner.create_dir_all(path)
-    }
-    fn remove_file(&mut self, path: &Path) -> io::Result<()> {
-        self.inner.remove_file(path)
-    }
-    fn remove_dir_all(&mut self, path: &Path) -> io::Result<()> {
-        self.inner.remove_dir_all(path)
-    }
-    fn rename(&mut self, from: &Path, to: &Path) -> io::Result<()> {
-        self.inner.rename(from, to)
-    }
-    fn read_dir(&mut self, path: &Path) -> io::Result<Vec<DirEntry>> {
-        self.inner.read_dir(path)
-    }
-    fn sync_dir(&mut self, path: &Path) -> io::Result<()> {
-        self.inner.sync_dir(path)
-    }
-    fn metadata(&mut self, path: &Path) -> io::Result<Metadata> {
-        self.inner.metadata(path)
-    }
-    fn lock_dir(&mut self, dir: &Path) -> io::Result<DirLock> {
-        self.inner.lock_dir(dir)
     }
 }
