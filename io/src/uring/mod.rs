@@ -1,6 +1,6 @@
 //! The io_uring backend: one ring per shard thread, driven by the shard's own loop.
 //!
-//! [`UringStorage`] implements [`Storage`](crate::Storage) on an `io_uring` instance (the
+//! [`UringStorage`] implements [`Storage`] on an `io_uring` instance (the
 //! `io-uring` crate, not tokio-uring: see `docs/ARCHITECTURE.md`):
 //!
 //! - **ring setup**: created on the thread that uses it, so it asks for
@@ -12,7 +12,7 @@
 //!   storage (the kernel answers `EEXIST` to anyone else);
 //! - **operations**: `Write`/`Read` go out as `WRITE_FIXED`/`READ_FIXED` when their buffer is a
 //!   slot of the storage's registered [`BufferPool`](crate::BufferPool) (from
-//!   [`Storage::alloc_buf`](crate::Storage::alloc_buf)), else as plain `WRITE`/`READ`;
+//!   [`Storage::alloc_buf`]), else as plain `WRITE`/`READ`;
 //!   `SyncData` is `FSYNC` with `IORING_FSYNC_DATASYNC`; `Allocate` is `FALLOCATE` mode 0;
 //! - **files** live in the ring's registered file table (`FileId` = slot), opened through
 //!   [`open_std`](crate::portable::open_std) (O_DIRECT where the file system takes it);

@@ -627,7 +627,7 @@ pub struct LoadgenArgs {
     pub max: bool,
 
     /// How consumers take records: streaming (each as soon as it is visible) or
-    /// micro-batch:<interval> (everything visible, once per interval, as Spark Structured
+    /// micro-batch:INTERVAL (everything visible, once per interval, as Spark Structured
     /// Streaming does; the interval in us, ms or s, e.g. micro-batch:100ms)
     #[arg(long, value_name = "streaming|micro-batch:<interval>", default_value = "streaming")]
     pub delivery: Delivery,
