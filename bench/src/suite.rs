@@ -155,6 +155,12 @@ pub fn run(config: &SuiteConfig, mut progress: impl FnMut(&str)) -> Result<Vec<C
         Some(dir) => tempfile::Builder::new().prefix("tidelog-bench-").tempdir_in(dir)?,
         None => tempfile::Builder::new().prefix("tidelog-bench-").tempdir()?,
     };
+    // Every side starts on a quiet disk: `sync` first, so the writeback of what an earlier
+    // side wrote (gigabytes, for the throughput case) does not land in a later side's tail.
+    let mut progress = |step: &str| {
+        nix::unistd::sync();
+        progress(step);
+    };
     let mut results = Vec::new();
     for &case in &config.cases {
         if let Some(result) = run_streaming_case(config, case, root.path(), &mut progress)? {
