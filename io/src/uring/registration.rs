@@ -6,6 +6,7 @@
 //! limit and try once more; if that fails too, the pool stays unregistered — its buffers still
 //! work, as plain `WRITE`/`READ` — and one warning per process says why and what the limit is.
 
+use nix::sys::resource::{Resource, getrlimit, setrlimit};
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -90,31 +91,11 @@ fn warn_once(reason: &str) {
 
 /// `(soft, hard)` of `RLIMIT_MEMLOCK`, in bytes.
 pub(crate) fn memlock_limit() -> Option<(u64, u64)> {
-    rlimit(libc::RLIMIT_MEMLOCK)
-}
-
-/// `(soft, hard)` of `RLIMIT_NOFILE`.
-pub(crate) fn open_files_limit() -> Option<(u64, u64)> {
-    rlimit(libc::RLIMIT_NOFILE)
-}
-
-fn rlimit(resource: libc::__rlimit_resource_t) -> Option<(u64, u64)> {
-    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    // SAFETY: `limit` is a live, writable `rlimit` on the stack for the duration of the call;
-    // the kernel fills it and keeps no pointer to it.
-    let rc = unsafe { libc::getrlimit(resource, &mut limit) };
-    (rc == 0).then_some((limit.rlim_cur, limit.rlim_max))
+    getrlimit(Resource::RLIMIT_MEMLOCK).ok()
 }
 
 /// Raise the soft `RLIMIT_MEMLOCK` to the hard limit. True if it went up.
 fn raise_memlock_to_hard_limit() -> bool {
     let Some((soft, hard)) = memlock_limit() else { return false };
-    if soft >= hard {
-        return false;
-    }
-    let limit = libc::rlimit { rlim_cur: hard, rlim_max: hard };
-    // SAFETY: `limit` is a live, initialised `rlimit` on the stack for the duration of the call;
-    // the kernel only reads it.
-    let rc = unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &limit) };
-    rc == 0
+    soft < hard && setrlimit(Resource::RLIMIT_MEMLOCK, hard, hard).is_ok()
 }

@@ -13,7 +13,7 @@ use io_uring::types::{Fd, Fixed, FsyncFlags, SubmitArgs, Timespec};
 use io_uring::{IoUring, opcode, squeue};
 
 use super::UringConfig;
-use super::registration::{open_files_limit, register_pool};
+use super::registration::register_pool;
 use super::waker::EventFd;
 use crate::buffer::{AlignedBuf, BufferPool};
 use crate::portable::{
@@ -314,7 +314,7 @@ impl UringStorage {
                 "io_uring without IORING_FEAT_EXT_ARG (kernel before 5.11): no timed waits",
             ));
         }
-        let nofile = open_files_limit().map_or(0, |(soft, _)| soft);
+        let nofile = crate::open_files::limit().map_or(0, |limit| limit.soft);
         let mut registered_files = config.registered_files.min(nofile.min(u32::MAX as u64) as u32);
         if registered_files > 0
             && let Err(err) = ring.submitter().register_files_sparse(registered_files)
