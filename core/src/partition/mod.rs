@@ -669,6 +669,32 @@ impl Partition {
     }
 
     fn submit_write(&mut self, io: &mut ShardIo<'_>, pending: PendingWrite, link_next: bool) {
+        let (segment, end_offset, end_position, first) =
+            (pending.segment, pending.end_offset, pending.end_position, pending.first);
+        match self.submit_log_write(io, pending, link_next) {
+            Ok(seq) => self.writes.push_back(WriteInFlight {
+                seq: Some(seq),
+                segment,
+                end_offset,
+                end_position,
+                done: false,
+                retry: None,
+                first: Some(first),
+            }),
+            // Callers check for room first; a full queue here is a bookkeeping bug, but the
+            // data must not be lost: put it back.
+            Err(pending) => self.sealed.push_front(pending),
+        }
+    }
+
+    /// Submit a log write and record it as in flight; a rejected one (full queue) comes back
+    /// whole, buffer included.
+    fn submit_log_write(
+        &mut self,
+        io: &mut ShardIo<'_>,
+        pending: PendingWrite,
+        link_next: bool,
+    ) -> Result<u32, PendingWrite> {
         let seq = self.next_seq();
         let PendingWrite { segment, file, position, end_position, end_offset, first, buf } =
             pending;
@@ -678,10 +704,8 @@ impl Partition {
             link_next,
         };
         if let Err(rejected) = io.submit(submission) {
-            // Callers check for room first; a full queue here is a bookkeeping bug, but the
-            // data must not be lost: put it back.
             let buf = rejected.op.into_buf().expect("a write owns its buffer");
-            self.sealed.push_front(PendingWrite {
+            return Err(PendingWrite {
                 segment,
                 file,
                 position,
@@ -690,21 +714,12 @@ impl Partition {
                 first,
                 buf,
             });
-            return;
         }
         self.ops.insert(seq, OpKind::Write { segment, file, position });
-        self.writes.push_back(WriteInFlight {
-            seq: Some(seq),
-            segment,
-            end_offset,
-            end_position,
-            done: false,
-            retry: None,
-            first: Some(first),
-        });
         if let Some(s) = self.segment_mut(segment) {
             s.ops_in_flight += 1;
         }
+        Ok(seq)
     }
 
     /// Submit the rests of short or cancelled writes, in offset order, before anything new:
@@ -723,31 +738,13 @@ impl Partition {
         for i in 0..self.writes.len() {
             let Some(retry) = self.writes[i].retry.take() else { continue };
             left -= 1;
-            let seq = self.next_seq();
-            let PendingWrite { segment, file, position, first, buf, .. } = retry;
-            let op = Op::Write { file, offset: position, buf };
-            let submission =
-                Submission { token: io::token(self.slot, seq), op, link_next: left > 0 };
-            if let Err(rejected) = io.submit(submission) {
-                // Room was checked; keep the data regardless.
-                let (end_offset, end_position) =
-                    (self.writes[i].end_offset, self.writes[i].end_position);
-                let buf = rejected.op.into_buf().expect("a write owns its buffer");
-                self.writes[i].retry = Some(PendingWrite {
-                    segment,
-                    file,
-                    position,
-                    end_position,
-                    end_offset,
-                    first,
-                    buf,
-                });
-                return false;
-            }
-            self.ops.insert(seq, OpKind::Write { segment, file, position });
-            self.writes[i].seq = Some(seq);
-            if let Some(s) = self.segment_mut(segment) {
-                s.ops_in_flight += 1;
+            match self.submit_log_write(io, retry, left > 0) {
+                Ok(seq) => self.writes[i].seq = Some(seq),
+                Err(retry) => {
+                    // Room was checked; keep the data regardless.
+                    self.writes[i].retry = Some(retry);
+                    return false;
+                }
             }
         }
         true
@@ -775,7 +772,7 @@ impl Partition {
             return;
         }
         let slot = self.slot;
-        let active = self.segments.last_mut().expect("a partition always has an active segment");
+        let active = self.active_mut();
         let Some((offset_file, time_file)) = active.index_files else { return };
         let mut submitted = Vec::new();
         // Entries go to storage only once the log bytes they point at are durable.
