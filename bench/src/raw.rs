@@ -76,78 +76,58 @@ impl RawFile {
     /// `write` of `block` bytes linked to `fdatasync`, one at a time, sequentially (wrapping
     /// at the end of the file), for `duration`.
     pub fn write_sync_qd1(&mut self, block: usize, duration: Duration) -> Result<Measurement> {
-        let mut latency = Latency::default();
-        let mut buf = AlignedBuf::with_capacity(block);
-        buf.extend_from_slice(&vec![0xa5; block]);
-        let mut offset = 0u64;
-        let mut ops = 0u64;
-        let mut completions = Vec::new();
-        let started = Instant::now();
-        while started.elapsed() < duration {
-            if offset + block as u64 > self.size {
-                offset = 0;
-            }
-            let op_started = Instant::now();
-            let write = Submission::linked(1, Op::Write { file: self.file, offset, buf });
-            if self.storage.submit(write).is_err()
-                || self
-                    .storage
-                    .submit(Submission::new(2, Op::SyncData { file: self.file }))
-                    .is_err()
-            {
-                bail!("raw baseline: submission queue full at depth 1");
-            }
-            completions.clear();
-            while completions.len() < 2 {
-                self.storage.complete(&mut completions, Wait::One)?;
-            }
-            latency.record(op_started.elapsed());
-            let mut returned = None;
-            for completion in completions.drain(..) {
-                completion.result.context("raw write+fdatasync")?;
-                if let Some(b) = completion.buf {
-                    returned = Some(b);
-                }
-            }
-            buf = returned.context("write buffer not returned")?;
-            offset += block as u64;
-            ops += 1;
-        }
-        let mut measurement = Measurement::throughput(ops, ops * block as u64, started.elapsed());
-        measurement.latency = Some(latency);
-        Ok(measurement)
+        self.qd1(block, duration, true)
     }
 
     /// `write` of `block` bytes, one at a time, sequentially, for `duration` (no sync): the
     /// device's write latency.
     pub fn write_qd1(&mut self, block: usize, duration: Duration) -> Result<Measurement> {
+        self.qd1(block, duration, false)
+    }
+
+    /// Writes of `block` bytes at queue depth 1, each linked to an `fdatasync` if `sync`.
+    fn qd1(&mut self, block: usize, duration: Duration, sync: bool) -> Result<Measurement> {
         let mut latency = Latency::default();
         let mut buf = AlignedBuf::with_capacity(block);
         buf.extend_from_slice(&vec![0xa5; block]);
         let mut offset = 0u64;
         let mut ops = 0u64;
         let mut completions = Vec::new();
+        let expected = 1 + usize::from(sync);
         let started = Instant::now();
         while started.elapsed() < duration {
             if offset + block as u64 > self.size {
                 offset = 0;
             }
             let op_started = Instant::now();
-            if self
-                .storage
-                .submit(Submission::new(1, Op::Write { file: self.file, offset, buf }))
-                .is_err()
+            let write = Op::Write { file: self.file, offset, buf };
+            let write = if sync { Submission::linked(1, write) } else { Submission::new(1, write) };
+            if self.storage.submit(write).is_err()
+                || (sync
+                    && self
+                        .storage
+                        .submit(Submission::new(2, Op::SyncData { file: self.file }))
+                        .is_err())
             {
                 bail!("raw baseline: submission queue full at depth 1");
             }
             completions.clear();
-            while completions.is_empty() {
+            while completions.len() < expected {
                 self.storage.complete(&mut completions, Wait::One)?;
             }
             latency.record(op_started.elapsed());
-            let completion = completions.pop().context("a completion")?;
-            completion.result.context("raw write")?;
-            buf = completion.buf.context("write buffer not returned")?;
+            let mut returned = None;
+            for completion in completions.drain(..) {
+                completion.result.context(if sync {
+                    "raw write+fdatasync"
+                } else {
+                    "raw write"
+                })?;
+                if let Some(b) = completion.buf {
+                    returned = Some(b);
+                }
+            }
+            buf = returned.context("write buffer not returned")?;
             offset += block as u64;
             ops += 1;
         }
