@@ -14,8 +14,14 @@ use crate::stats::{Latency, Measurement};
 pub struct RawFile {
     storage: Box<dyn Storage>,
     file: FileId,
+    /// Bytes prepared at a time (the engine's segment size).
     size: u64,
     direct: bool,
+    preparation: SegmentPreparation,
+    /// Bytes below this are prepared.
+    prepared_end: u64,
+    /// Time spent preparing after creation, which measurements leave out.
+    preparing: Duration,
 }
 
 impl std::fmt::Debug for RawFile {
@@ -30,8 +36,13 @@ fn run(storage: &mut dyn Storage, op: Op) -> Result<(usize, Option<AlignedBuf>)>
 }
 
 impl RawFile {
-    /// Create `path` of `size` bytes as `preparation` says (grow: empty; fallocate;
-    /// zero-fill: written with zeros and synced), opened direct if asked (and allowed).
+    /// Create `path` with its first `size` bytes prepared as `preparation` says (grow: empty;
+    /// fallocate; zero-fill: written with zeros), synced, opened direct if asked (and allowed).
+    /// Writes never wrap around: past the prepared bytes the next `size` bytes are prepared
+    /// the same way first (as the engine prepares its next segment ahead of the writer), and
+    /// that time is left out of the measurements. Overwriting its own earlier blocks would
+    /// measure a pre-written file — a faster `fdatasync`, no block allocation — which the
+    /// engine under `grow` or `fallocate` never writes to.
     pub fn create(
         mut storage: Box<dyn Storage>,
         path: &Path,
@@ -43,19 +54,39 @@ impl RawFile {
             .open(path, OpenOptions::create().direct(direct))
             .with_context(|| format!("create {}", path.display()))?;
         storage.set_len(file, 0)?;
-        match preparation {
+        let direct = storage.is_direct(file);
+        let mut raw = Self {
+            storage,
+            file,
+            size,
+            direct,
+            preparation,
+            prepared_end: 0,
+            preparing: Duration::ZERO,
+        };
+        raw.prepare_next()?;
+        raw.preparing = Duration::ZERO;
+        Ok(raw)
+    }
+
+    /// Prepare the `size` bytes after what is prepared, and sync them.
+    fn prepare_next(&mut self) -> Result<()> {
+        let started = Instant::now();
+        let (file, from, size) = (self.file, self.prepared_end, self.size);
+        let storage = &mut *self.storage;
+        match self.preparation {
             SegmentPreparation::Grow => {}
             SegmentPreparation::Fallocate => {
-                run(&mut *storage, Op::Allocate { file, offset: 0, len: size })?;
+                run(storage, Op::Allocate { file, offset: from, len: size })?;
             }
             SegmentPreparation::ZeroFill => {
                 let chunk = 1 << 20;
-                let mut offset = 0;
-                while offset < size {
-                    let len = chunk.min((size - offset) as usize);
+                let mut offset = from;
+                while offset < from + size {
+                    let len = chunk.min((from + size - offset) as usize);
                     let mut buf = AlignedBuf::with_capacity(len);
                     buf.extend_zeroed(len);
-                    let (written, _) = run(&mut *storage, Op::Write { file, offset, buf })?;
+                    let (written, _) = run(storage, Op::Write { file, offset, buf })?;
                     if written != len {
                         bail!("short write while zero-filling");
                     }
@@ -63,12 +94,29 @@ impl RawFile {
                 }
             }
         }
-        run(&mut *storage, Op::SyncData { file })?;
-        let direct = storage.is_direct(file);
-        Ok(Self { storage, file, size, direct })
+        run(storage, Op::SyncData { file })?;
+        self.prepared_end = from + size;
+        self.preparing += started.elapsed();
+        Ok(())
     }
 
-    /// Whether the file is open with `O_DIRECT`.
+    /// Before writing `len` bytes at `offset`: prepare what they reach (nothing to do for
+    /// `grow`, whose file just grows).
+    fn make_room(&mut self, offset: u64, len: usize) -> Result<()> {
+        if self.preparation == SegmentPreparation::Grow {
+            return Ok(());
+        }
+        while offset + len as u64 > self.prepared_end {
+            self.prepare_next()?;
+        }
+        Ok(())
+    }
+
+    /// Time measured since `started`, less the preparation done meanwhile.
+    fn measured_since(&self, started: Instant, preparing_before: Duration) -> Duration {
+        started.elapsed().saturating_sub(self.preparing.saturating_sub(preparing_before))
+    }
+
     pub fn is_direct(&self) -> bool {
         self.direct
     }
@@ -95,10 +143,9 @@ impl RawFile {
         let mut completions = Vec::new();
         let expected = 1 + usize::from(sync);
         let started = Instant::now();
-        while started.elapsed() < duration {
-            if offset + block as u64 > self.size {
-                offset = 0;
-            }
+        let preparing_before = self.preparing;
+        while self.measured_since(started, preparing_before) < duration {
+            self.make_room(offset, block)?;
             let op_started = Instant::now();
             let write = Op::Write { file: self.file, offset, buf };
             let write = if sync { Submission::linked(1, write) } else { Submission::new(1, write) };
@@ -131,7 +178,8 @@ impl RawFile {
             offset += block as u64;
             ops += 1;
         }
-        let mut measurement = Measurement::throughput(ops, ops * block as u64, started.elapsed());
+        let elapsed = self.measured_since(started, preparing_before);
+        let mut measurement = Measurement::throughput(ops, ops * block as u64, elapsed);
         measurement.latency = Some(latency);
         Ok(measurement)
     }
@@ -156,13 +204,12 @@ impl RawFile {
         let mut in_flight = 0usize;
         let mut completions = Vec::new();
         let started = Instant::now();
+        let preparing_before = self.preparing;
         loop {
-            let running = started.elapsed() < duration;
+            let running = self.measured_since(started, preparing_before) < duration;
             while running && in_flight < depth {
                 let Some(buf) = buffers.pop() else { break };
-                if offset + block as u64 > self.size {
-                    offset = 0;
-                }
+                self.make_room(offset, block)?;
                 if let Err(rejected) = self
                     .storage
                     .submit(Submission::new(0, Op::Write { file: self.file, offset, buf }))
@@ -188,12 +235,53 @@ impl RawFile {
                 ops += 1;
             }
         }
-        Ok(Measurement::throughput(ops, ops * block as u64, started.elapsed()))
+        let elapsed = self.measured_since(started, preparing_before);
+        Ok(Measurement::throughput(ops, ops * block as u64, elapsed))
     }
 
     /// Sequential `write` of `block` bytes each followed (linked) by `fdatasync`, one at a time,
     /// for `duration`: what a group commit of that size can reach.
     pub fn group_commit(&mut self, block: usize, duration: Duration) -> Result<Measurement> {
         self.write_sync_qd1(block, duration)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tidelog_io::portable::PortableStorage;
+
+    /// A region of four blocks, written well past its end: every write lands after the one
+    /// before (the file holds them all), however the regions are prepared.
+    #[test]
+    fn writes_never_wrap_around_onto_written_blocks() {
+        let block = 4096;
+        for preparation in
+            [SegmentPreparation::Grow, SegmentPreparation::Fallocate, SegmentPreparation::ZeroFill]
+        {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("raw");
+            let region = 4 * block as u64;
+            let storage = Box::new(PortableStorage::new());
+            let mut raw = RawFile::create(storage, &path, region, preparation, false).unwrap();
+            let m = raw.write_sync_qd1(block, Duration::from_millis(30)).unwrap();
+            let ops = m.latency.as_ref().map_or(0, Latency::count);
+            assert!(
+                ops > 8,
+                "{preparation:?}: only {ops} writes, the test needs more than 2 regions"
+            );
+            drop(raw);
+            let data = std::fs::read(&path).unwrap();
+            let written = ops as usize * block;
+            assert!(data.len() >= written, "{preparation:?}: {} bytes for {written}", data.len());
+            assert!(data[..written].iter().all(|&b| b == 0xa5), "{preparation:?}");
+            if preparation == SegmentPreparation::Grow {
+                assert_eq!(data.len(), written);
+            } else {
+                // Prepared a region at a time, and no further than the writes needed.
+                assert_eq!(data.len() as u64 % region, 0, "{preparation:?}");
+                assert!(data.len() < written + region as usize, "{preparation:?}");
+            }
+        }
     }
 }
