@@ -13,7 +13,7 @@ cd "$(dirname "$0")/../.."
 rounds=${1:-3}
 out=${2:-/tmp/tidelog-bars}
 shift $(( $# < 2 ? $# : 2 ))
-tidelog=target/release/tidelog
+tidelog=${TIDELOG:-target/release/tidelog}   # TIDELOG=path: a copy, so a rebuild cannot swap it mid-run
 mkdir -p "$out"
 
 steal() { awk '/^cpu /{print $9}' /proc/stat; }   # host steal, in USER_HZ ticks

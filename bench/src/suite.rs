@@ -469,6 +469,9 @@ pub fn to_json(config: &SuiteConfig, results: &[CaseResult], backend: &str) -> V
     json!({
         "io_backend": backend,
         "direct_io": config.engine.direct_io,
+        "inline_sync": config.engine.inline_sync,
+        "segment_preparation": config.engine.segment_preparation.name(),
+        "shard_scheduler_slice_us": config.engine.shard_scheduler_slice.map(|s| s.as_micros() as u64),
         "shards": config.engine.shards,
         "duration_s": config.duration.as_secs_f64(),
         "cases": results.iter().map(CaseResult::to_json).collect::<Vec<_>>(),

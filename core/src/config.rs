@@ -3,6 +3,7 @@
 use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tidelog_io::{Clock, StorageFactory, SystemClock};
 
@@ -176,6 +177,15 @@ pub struct EngineConfig {
     /// `fdatasync` system calls on the append path. Off by default (docs/BENCHMARKS.md has
     /// both measured). No effect on the portable backend, which syncs inline anyway.
     pub inline_sync: bool,
+    /// The scheduler time slice each shard thread asks for (Linux ≥ 6.12, whose EEVDF
+    /// scheduler takes a `SCHED_OTHER` thread's `sched_runtime` as its slice; older kernels
+    /// ignore it). A shard sleeps between requests and completions and runs for a few
+    /// microseconds when woken; with a short slice its wake-up preempts a thread that is
+    /// using up a default slice (1.4 ms on a 2-CPU 6.18 kernel) instead of waiting behind it. It
+    /// asks for no more CPU than before. `None` leaves the threads as they are. Default
+    /// [`limits::SHARD_SCHEDULER_SLICE_DEFAULT`] (100 µs, the kernel's minimum); allowed
+    /// 100 µs..=100 ms. docs/BENCHMARKS.md has it measured.
+    pub shard_scheduler_slice: Option<Duration>,
     /// Write buffers per shard in the io_uring backend's registered pool (each
     /// `write_buffer_bytes`; allocated, pre-faulted and registered when the shard starts).
     /// When they are all in use, writes use heap buffers without `WRITE_FIXED`.
@@ -201,6 +211,7 @@ impl fmt::Debug for EngineConfig {
             .field("direct_io", &self.direct_io)
             .field("pin_shards", &self.pin_shards)
             .field("inline_sync", &self.inline_sync)
+            .field("shard_scheduler_slice", &self.shard_scheduler_slice)
             .field("buffer_pool_slots", &self.buffer_pool_slots)
             .field("manual_shards", &self.manual_shards)
             .finish()
@@ -221,6 +232,7 @@ impl Default for EngineConfig {
             direct_io: false,
             pin_shards: true,
             inline_sync: false,
+            shard_scheduler_slice: Some(limits::SHARD_SCHEDULER_SLICE_DEFAULT),
             buffer_pool_slots: limits::BUFFER_POOL_SLOTS_DEFAULT,
             manual_shards: false,
         }
@@ -261,6 +273,11 @@ impl EngineConfig {
     /// Use `O_DIRECT` for segment logs.
     pub fn direct_io(mut self, direct: bool) -> Self {
         self.direct_io = direct;
+        self
+    }
+    /// Set the scheduler slice shard threads ask for ([`EngineConfig::shard_scheduler_slice`]).
+    pub fn shard_scheduler_slice(mut self, slice: Option<Duration>) -> Self {
+        self.shard_scheduler_slice = slice;
         self
     }
     /// Run an idle shard's `fdatasync` as a system call ([`EngineConfig::inline_sync`]).
@@ -350,6 +367,19 @@ impl EngineConfig {
         }
         if self.maintenance_interval_ms == 0 {
             return Err(Error::config("maintenance_interval_ms", "must be positive"));
+        }
+        if let Some(slice) = self.shard_scheduler_slice
+            && !(limits::SHARD_SCHEDULER_SLICE_MIN..=limits::SHARD_SCHEDULER_SLICE_MAX)
+                .contains(&slice)
+        {
+            return Err(Error::config(
+                "shard_scheduler_slice",
+                format!(
+                    "must be {:?}..={:?}, not {slice:?}",
+                    limits::SHARD_SCHEDULER_SLICE_MIN,
+                    limits::SHARD_SCHEDULER_SLICE_MAX
+                ),
+            ));
         }
         Ok(())
     }

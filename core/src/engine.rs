@@ -147,7 +147,7 @@ impl Engine {
                     config.clock.clone(),
                     settings.clone(),
                     config.maintenance_interval_ms,
-                    pin_to,
+                    shard::ShardThread { pin_to, scheduler_slice: config.shard_scheduler_slice },
                 )
             };
             match started {

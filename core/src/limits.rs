@@ -3,6 +3,8 @@
 //! Units go last in names. Related limits are tied together by `const` assertions so a change
 //! that breaks an assumption fails to compile.
 
+use std::time::Duration;
+
 use tidelog_io::BLOCK_SIZE;
 
 use crate::record::{BATCH_HEADER_SIZE, LOG_OVERHEAD};
@@ -112,6 +114,16 @@ pub const FETCH_WAIT_MS_MAX: u64 = 60 * 60 * 1000;
 
 /// How often a shard checks segment age and retention.
 pub const MAINTENANCE_INTERVAL_MS: u64 = 1000;
+
+/// Default scheduler slice of a shard thread ([`crate::EngineConfig::shard_scheduler_slice`]):
+/// the shortest the kernel grants.
+pub const SHARD_SCHEDULER_SLICE_DEFAULT: Duration = Duration::from_micros(100);
+
+/// Shortest scheduler slice a shard may ask for (the kernel's lower clamp).
+pub const SHARD_SCHEDULER_SLICE_MIN: Duration = Duration::from_micros(100);
+
+/// Longest scheduler slice a shard may ask for (the kernel's upper clamp).
+pub const SHARD_SCHEDULER_SLICE_MAX: Duration = Duration::from_millis(100);
 
 const _: () = assert!(SEGMENT_SIZE_BYTES_MAX <= u32::MAX as u64);
 const _: () = assert!(SEGMENT_SIZE_BYTES_MIN >= 4 * BLOCK_SIZE as u64);

@@ -128,3 +128,47 @@ fn an_idle_shard_wakes_for_a_sleeping_task() {
     assert!(polled > 30, "a task sleeping 1 ms was polled {polled} times in 300 ms");
     engine.close().unwrap();
 }
+
+/// Reports the scheduler slice of the thread it runs on.
+struct SliceProbe(Option<mpsc::Sender<Option<std::time::Duration>>>);
+
+impl ShardTask for SliceProbe {
+    fn poll(&mut self, _ctx: &mut ShardContext<'_>) -> TaskPoll {
+        if let Some(tx) = self.0.take() {
+            let _ = tx.send(tidelog_io::cpu::scheduler_slice().unwrap());
+        }
+        TaskPoll::Done
+    }
+}
+
+fn shard_slice(config: EngineConfig) -> Option<std::time::Duration> {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(dir.path(), config.shards(1)).unwrap();
+    let (tx, rx) = mpsc::channel();
+    engine.spawn_on_shard(0, Box::new(SliceProbe(Some(tx)))).unwrap();
+    let slice = rx.recv_timeout(std::time::Duration::from_secs(10)).unwrap();
+    engine.close().unwrap();
+    slice
+}
+
+#[test]
+fn shard_threads_run_with_the_configured_scheduler_slice() {
+    use std::time::Duration;
+    let kernel_reports_slices = tidelog_io::cpu::scheduler_slice().unwrap().is_some();
+    let asked =
+        shard_slice(EngineConfig::default().shard_scheduler_slice(Some(Duration::from_millis(7))));
+    let default = shard_slice(EngineConfig::default());
+    let untouched = shard_slice(EngineConfig::default().shard_scheduler_slice(None));
+    if kernel_reports_slices {
+        assert_eq!(asked, Some(Duration::from_millis(7)));
+        assert_eq!(default, Some(tidelog_core::limits::SHARD_SCHEDULER_SLICE_DEFAULT));
+        assert_eq!(untouched, tidelog_io::cpu::scheduler_slice().unwrap(), "a thread's default");
+    }
+    for bad in [Duration::from_micros(99), Duration::from_millis(101)] {
+        let dir = tempfile::tempdir().unwrap();
+        let err =
+            Engine::open(dir.path(), EngineConfig::default().shard_scheduler_slice(Some(bad)))
+                .expect_err("a slice out of range is refused");
+        assert!(err.to_string().contains("shard_scheduler_slice"), "{err}");
+    }
+}

@@ -30,6 +30,10 @@ pub struct BenchArgs {
     /// false (see EngineConfig::inline_sync)
     #[arg(long, default_value_t = false, action = clap::ArgAction::Set, value_name = "BOOL")]
     inline_sync: bool,
+    /// Scheduler slice shard threads ask for, or `off` to leave them at the kernel's default
+    /// (see EngineConfig::shard_scheduler_slice)
+    #[arg(long, default_value = "100us", value_name = "DURATION|off", value_parser = parse_slice)]
+    shard_slice: SliceArg,
     /// How segments are prepared: grow, fallocate, zero-fill (baselines prepare their file the
     /// same way)
     #[arg(long, default_value = "grow", value_name = "POLICY")]
@@ -49,13 +53,25 @@ pub struct BenchArgs {
     json: Option<PathBuf>,
 }
 
+/// `--shard-slice`: a duration or `off`.
+#[derive(Debug, Clone, Copy)]
+struct SliceArg(Option<Duration>);
+
+fn parse_slice(text: &str) -> Result<SliceArg, String> {
+    if text == "off" {
+        return Ok(SliceArg(None));
+    }
+    crate::duration::parse_duration(text).map(|d| SliceArg(Some(d)))
+}
+
 /// Run `tidelog bench`.
 pub fn command(args: &BenchArgs) -> Result<ExitCode> {
     let mut engine = EngineConfig::default()
         .io(args.io)
         .segment_preparation(args.segment_preparation)
         .direct_io(args.direct_io)
-        .inline_sync(args.inline_sync);
+        .inline_sync(args.inline_sync)
+        .shard_scheduler_slice(args.shard_slice.0);
     if let Some(shards) = args.shards {
         engine = engine.shards(shards);
     }
@@ -69,9 +85,10 @@ pub fn command(args: &BenchArgs) -> Result<ExitCode> {
         rate: args.rate,
     };
     eprintln!(
-        "tidelog bench: backend {backend}, direct I/O {}, inline sync {}, preparation {:?}, {} shard(s), {:?} per side",
+        "tidelog bench: backend {backend}, direct I/O {}, inline sync {}, shard slice {:?}, preparation {:?}, {} shard(s), {:?} per side",
         config.engine.direct_io,
         config.engine.inline_sync,
+        config.engine.shard_scheduler_slice,
         config.engine.segment_preparation,
         config.engine.shards,
         config.duration

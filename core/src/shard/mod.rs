@@ -183,6 +183,15 @@ pub(crate) fn manual(
     Ok(ShardHandle { mailbox, runner: Runner::Manual(std::sync::Mutex::new(Some(shard))) })
 }
 
+/// How a shard's thread is set up before it starts.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct ShardThread {
+    /// The CPU to pin it to.
+    pub pin_to: Option<usize>,
+    /// The scheduler slice it asks for ([`crate::EngineConfig::shard_scheduler_slice`]).
+    pub scheduler_slice: Option<std::time::Duration>,
+}
+
 /// Start a shard thread. Its storage is created on the thread itself (an io_uring ring
 /// belongs to the thread that submits to it).
 pub(crate) fn spawn(
@@ -191,7 +200,7 @@ pub(crate) fn spawn(
     clock: Arc<dyn Clock>,
     settings: ShardSettings,
     maintenance_interval_ms: u64,
-    pin_to: Option<usize>,
+    setup: ShardThread,
 ) -> Result<ShardHandle> {
     let mailbox = Arc::new(Mailbox::new(index, crate::limits::SHARD_QUEUE_DEPTH));
     let shard_mailbox = mailbox.clone();
@@ -199,10 +208,16 @@ pub(crate) fn spawn(
     let thread = std::thread::Builder::new()
         .name(format!("tidelog-shard-{index}"))
         .spawn(move || {
-            if let Some(cpu) = pin_to {
+            if let Some(cpu) = setup.pin_to {
                 match tidelog_io::cpu::pin_current_thread(cpu) {
                     Ok(()) => tracing::debug!(shard = index, cpu, "pinned shard"),
                     Err(err) => tracing::warn!(shard = index, cpu, error = %err, "cannot pin shard; it will float"),
+                }
+            }
+            if let Some(slice) = setup.scheduler_slice {
+                // Only latency depends on it: a kernel that refuses leaves the default slice.
+                if let Err(err) = tidelog_io::cpu::request_scheduler_slice(slice) {
+                    tracing::debug!(shard = index, ?slice, error = %err, "scheduler slice refused");
                 }
             }
             let storage = match factory.create() {
