@@ -590,10 +590,13 @@ impl Partition {
             self.writes.iter().any(|w| !w.done && (direct || w.segment == active_base));
         let chained = want_sync || direct;
         let written_bytes = active.written_bytes;
-        // Group commit: while an fdatasync (or, on a direct file, a write chain) is in
-        // flight, appends accumulate in the current buffer and go out together when it
-        // completes. (Sealing now would leave a buffer per append.)
-        let wait = active_writes || (want_sync && self.sync_in_flight);
+        // Group commit: while a write is in flight, appends accumulate in the current buffer
+        // and go out together when it completes (sealing now would leave a buffer per
+        // append). An fdatasync in flight holds back only the next sync, not the next write:
+        // written records become visible to readers and ready for the next sync without
+        // waiting a whole sync. On a direct file, where every write rewrites the partial tail
+        // block on the device, the next write waits for the sync too.
+        let wait = active_writes || (want_sync && direct && self.sync_in_flight);
         if chained && wait {
             return;
         }
@@ -610,7 +613,11 @@ impl Partition {
         // (`sync_data_now`): cheaper than a linked fsync, which io_uring always hands to a
         // kernel worker thread. What is written but not yet synced is synced first, then new
         // writes go out.
-        let idle = io.settings.inline_sync && io.storage.in_flight() == 0;
+        // Not while a sync's outcome is unknown: its completion may be reaped (the storage
+        // idle) but not yet handled, and a sync that succeeds after one that failed proves
+        // nothing (the failed one took the unsynced pages off the path to disk: fsyncgate).
+        let idle =
+            io.settings.inline_sync && io.storage.in_flight() == 0 && !self.sync_in_flight;
         if want_sync
             && idle
             && self.written_offset > self.active_synced_offset
@@ -631,7 +638,7 @@ impl Partition {
             if writes == 0 {
                 return;
             }
-            let sync = want_sync && whole && !idle;
+            let sync = want_sync && whole && !idle && !self.sync_in_flight;
             let covers = self.sealed.back().map_or(self.written_offset, |p| p.end_offset);
             let covers_position = self
                 .sealed
@@ -650,7 +657,11 @@ impl Partition {
         } else if want_sync {
             // Everything is written: a sync alone, if anything is not yet covered — inline
             // (above) when `inline_sync` and nothing else is in flight on this shard.
-            if self.written_offset > self.active_synced_offset && !idle && io.has_room(1) {
+            if self.written_offset > self.active_synced_offset
+                && !idle
+                && !self.sync_in_flight
+                && io.has_room(1)
+            {
                 self.submit_sync(io, self.written_offset, self.active().written_bytes);
             }
         } else {
