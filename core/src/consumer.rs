@@ -21,7 +21,7 @@ use crate::completion::Pending;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::limits;
-use crate::partition::{Fetch, Isolation, ReadRequest};
+use crate::partition::{Fetch, Isolation, ReadRequest, Subscription};
 
 /// How a consumer hands records over.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -89,6 +89,14 @@ const PARK_WAIT: Duration = Duration::from_millis(500);
 struct Assignment {
     next_offset: u64,
     read: Option<Pending<Fetch>>,
+    /// Streaming: the standing read whose next reads the shard parks itself.
+    subscription: Arc<Subscription>,
+}
+
+impl Assignment {
+    fn new(next_offset: u64) -> Self {
+        Self { next_offset, read: None, subscription: Subscription::new(PARK_WAIT) }
+    }
 }
 
 /// Wakes the consumer's thread when a read completes.
@@ -144,7 +152,7 @@ impl Consumer {
                     partitions: topic_config.partitions,
                 });
             }
-            assignments.insert(partition, Assignment { next_offset: offset, read: None });
+            assignments.insert(partition, Assignment::new(offset));
         }
         Ok(Consumer {
             engine: engine.clone(),
@@ -166,8 +174,8 @@ impl Consumer {
         let assignment = self.assignments.get_mut(&partition).ok_or_else(|| {
             Error::PartitionOutOfRange { topic: self.topic.clone(), partition, partitions: 0 }
         })?;
-        assignment.next_offset = offset;
-        assignment.read = None;
+        // A new subscription: reads the shard parked for the old position go nowhere.
+        *assignment = Assignment::new(offset);
         Ok(())
     }
 
@@ -201,7 +209,12 @@ impl Consumer {
                         .max_bytes(config.max_bytes)
                         .max_wait(PARK_WAIT)
                         .isolation(config.isolation);
-                    engine.read_async(topic, partition, request)
+                    engine.subscription_read(
+                        topic,
+                        partition,
+                        request,
+                        assignment.subscription.clone(),
+                    )
                 });
                 if let Poll::Ready(result) =
                     std::pin::Pin::new(read).poll(&mut Context::from_waker(waker))
@@ -210,6 +223,9 @@ impl Consumer {
                     let fetch = result?;
                     if !fetch.is_empty() {
                         assignment.next_offset = fetch.next_offset();
+                        // The shard parked the next read already (unless this consumer is
+                        // too far behind): no request to send.
+                        assignment.read = assignment.subscription.took();
                         out.push(fetch);
                     }
                 }
@@ -303,5 +319,80 @@ mod tests {
         {
             assert!(bad.parse::<Delivery>().is_err(), "{bad}");
         }
+    }
+
+    fn written(engine: &Engine, value: String) -> u64 {
+        let record = crate::Record::new(value.as_bytes());
+        engine.append("t", 0, &[record], crate::Durability::Written).unwrap().base_offset
+    }
+
+    /// Takes records until `count` are in, checking they are `v0`, `v1`, … from `from`.
+    fn take(consumer: &mut Consumer, from: usize, count: usize) {
+        let mut seen = 0;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while seen < count {
+            assert!(Instant::now() < deadline, "only {seen} of {count} records arrived");
+            for fetch in consumer.poll(Duration::from_millis(200)).unwrap() {
+                for record in fetch.records() {
+                    let value = record.unwrap().value().unwrap().to_vec();
+                    assert_eq!(value, format!("v{}", from + seen).into_bytes());
+                    seen += 1;
+                }
+            }
+        }
+        assert_eq!(seen, count, "more records than appended");
+    }
+
+    #[test]
+    fn a_subscription_reads_ahead_a_bounded_number_of_fetches_and_loses_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = Engine::open(dir.path(), crate::EngineConfig::default().shards(1)).unwrap();
+        engine.create_topic("t", crate::TopicConfig::default()).unwrap();
+        // Small fetches, so a backlog spans many of them.
+        let config = ConsumerConfig { max_bytes: 1, ..ConsumerConfig::default() };
+        let mut consumer = Consumer::new(&engine, "t", &[(0, 0)], config).unwrap();
+        written(&engine, "v0".into());
+        take(&mut consumer, 0, 1);
+        let subscription = consumer.assignments[&0].subscription.clone();
+        // The shard parked the next read itself: the consumer holds it, nothing more queued.
+        assert!(consumer.assignments[&0].read.is_some());
+        assert_eq!((subscription.unread(), subscription.queued()), (0, 0));
+
+        // A backlog the consumer does not read: the shard reads ahead only so far.
+        for i in 1..200 {
+            written(&engine, format!("v{i}"));
+        }
+        let _ = engine.partition_info("t", 0).unwrap(); // the shard has handled them all
+        assert!(
+            subscription.unread() <= limits::SUBSCRIPTION_FETCHES_AHEAD + 1,
+            "{} unread",
+            subscription.unread()
+        );
+        assert!(subscription.queued() <= limits::SUBSCRIPTION_FETCHES_AHEAD);
+        // All of it arrives, in order, once the consumer reads.
+        take(&mut consumer, 1, 199);
+        assert_eq!(consumer.positions(), vec![(0, 200)]);
+
+        // New records after the backlog still wake it (the chain restarted).
+        written(&engine, "v200".into());
+        take(&mut consumer, 200, 1);
+        engine.close().unwrap();
+    }
+
+    #[test]
+    fn a_seek_drops_the_old_subscription() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = Engine::open(dir.path(), crate::EngineConfig::default().shards(1)).unwrap();
+        engine.create_topic("t", crate::TopicConfig::default()).unwrap();
+        let mut consumer =
+            Consumer::new(&engine, "t", &[(0, 0)], ConsumerConfig::default()).unwrap();
+        for i in 0..3 {
+            written(&engine, format!("v{i}"));
+        }
+        take(&mut consumer, 0, 3);
+        written(&engine, "v3".into());
+        consumer.seek(0, 1).unwrap();
+        take(&mut consumer, 1, 3);
+        engine.close().unwrap();
     }
 }

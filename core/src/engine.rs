@@ -16,7 +16,9 @@ use crate::completion::{self, Pending};
 use crate::config::{Durability, EngineConfig, SegmentPreparation, TopicConfig};
 use crate::error::{Error, Result};
 use crate::limits;
-use crate::partition::{AppendResult, Fetch, PartitionInfo, ReadRequest, ShardSettings};
+use crate::partition::{
+    AppendResult, Fetch, PartitionInfo, ReadRequest, ShardSettings, Subscription,
+};
 use crate::partitioner::{RoundRobin, partition_for_key};
 use crate::record::{BatchOptions, Record, encode_batch};
 use crate::shard::task::{LocalTarget, ShardTask};
@@ -559,6 +561,28 @@ impl Engine {
 
     /// Read without blocking the caller: see [`Engine::read`].
     pub fn read_async(&self, topic: &str, partition: u32, request: ReadRequest) -> Pending<Fetch> {
+        self.read_with(topic, partition, request, None)
+    }
+
+    /// A read of a streaming consumer's `subscription`: answered with records, it leaves the
+    /// next read parked and queued in the subscription.
+    pub(crate) fn subscription_read(
+        &self,
+        topic: &str,
+        partition: u32,
+        request: ReadRequest,
+        subscription: Arc<Subscription>,
+    ) -> Pending<Fetch> {
+        self.read_with(topic, partition, request, Some(subscription))
+    }
+
+    fn read_with(
+        &self,
+        topic: &str,
+        partition: u32,
+        request: ReadRequest,
+        subscription: Option<Arc<Subscription>>,
+    ) -> Pending<Fetch> {
         let checked = self.topic(topic).and_then(|entry| {
             if request.max_bytes > limits::FETCH_BYTES_MAX {
                 return Err(Error::config(
@@ -577,7 +601,7 @@ impl Engine {
         match checked {
             Ok((target, shard)) => {
                 let (reply, pending) = completion::channel();
-                self.submit(shard, Request::Read { target, request, reply }, pending)
+                self.submit(shard, Request::Read { target, request, reply, subscription }, pending)
             }
             Err(err) => Pending::ready(Err(err)),
         }

@@ -112,6 +112,11 @@ pub const FETCH_BYTES_DEFAULT: usize = 1024 * 1024;
 /// Longest a fetch may wait for data.
 pub const FETCH_WAIT_MS_MAX: u64 = 60 * 60 * 1000;
 
+/// Fetches a streaming consumer's subscription may have answered but not yet taken before
+/// the shard stops reading ahead for it (`partition::read::Subscription`): bounds what a slow
+/// consumer pins to this many fetches of at most `max_bytes` each.
+pub const SUBSCRIPTION_FETCHES_AHEAD: usize = 2;
+
 /// How often a shard checks segment age and retention.
 pub const MAINTENANCE_INTERVAL_MS: u64 = 1000;
 

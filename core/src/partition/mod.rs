@@ -43,6 +43,7 @@ use crate::segment::{self, Segment};
 pub(crate) use io::{RUN_NOW_TOKEN, ShardIo, ShardSettings, split_token};
 pub(crate) use memory::ShardMemory;
 pub(crate) use prepare::{SPARE_FILLING, SPARE_READY};
+pub(crate) use read::Subscription;
 pub use read::{Fetch, FetchRecords, Isolation, ReadRequest};
 
 /// What an append returns: the offsets its records were given.
@@ -616,8 +617,7 @@ impl Partition {
         // Not while a sync's outcome is unknown: its completion may be reaped (the storage
         // idle) but not yet handled, and a sync that succeeds after one that failed proves
         // nothing (the failed one took the unsynced pages off the path to disk: fsyncgate).
-        let idle =
-            io.settings.inline_sync && io.storage.in_flight() == 0 && !self.sync_in_flight;
+        let idle = io.settings.inline_sync && io.storage.in_flight() == 0 && !self.sync_in_flight;
         if want_sync
             && idle
             && self.written_offset > self.active_synced_offset

@@ -1,17 +1,19 @@
 //! Reads: fetches by offset (zero-copy views of the bytes read), long-poll waits for new
 //! records, and lookups by timestamp.
 
+use std::collections::VecDeque;
 use std::ops::ControlFlow;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
 use tidelog_io::FileId;
 
-use crate::completion::Reply;
+use crate::completion::{self, Pending, Reply};
 use crate::error::{Error, Result};
-use crate::limits::{BATCH_SIZE_BYTES_MAX, INDEX_INTERVAL_BYTES};
+use crate::limits::{self, BATCH_SIZE_BYTES_MAX, INDEX_INTERVAL_BYTES};
 use crate::partition::io::ShardIo;
 use crate::partition::{Partition, recovery};
 use crate::record::{BatchIter, BatchView, DecodeError, LOG_OVERHEAD, RecordIter, RecordView};
@@ -225,26 +227,111 @@ pub(crate) struct ParkedRead {
     request: ReadRequest,
     reply: Reply<Fetch>,
     deadline_ns: u64,
+    subscription: Option<Arc<Subscription>>,
+}
+
+/// A streaming consumer's standing read of one partition. When the shard answers one of its
+/// reads with records, it parks the next read itself — from where that fetch ends, with the
+/// subscription's wait — and queues that read's `Pending` here before sending the fetch, so
+/// the consumer picks its next read up instead of sending one (a mailbox push and, for an
+/// idle shard, a wake-up per fetch saved). At most [`limits::SUBSCRIPTION_FETCHES_AHEAD`]
+/// fetches answered but not yet taken: past that the chain stops, and the consumer, finding
+/// nothing queued, asks again — so a slow or vanished consumer pins a bounded number of
+/// fetches, never a growing chain.
+#[derive(Debug)]
+pub(crate) struct Subscription {
+    /// How long each parked read waits for records.
+    wait: Duration,
+    /// Reads the shard parked for the consumer, oldest first.
+    next: Mutex<VecDeque<Pending<Fetch>>>,
+    /// Fetches with records answered on this subscription and not yet taken.
+    unread: AtomicUsize,
+}
+
+impl Subscription {
+    pub(crate) fn new(wait: Duration) -> Arc<Self> {
+        Arc::new(Self { wait, next: Mutex::new(VecDeque::new()), unread: AtomicUsize::new(0) })
+    }
+
+    /// The consumer took a fetch with records that a read of this subscription returned: the
+    /// read the shard parked after it, if it did.
+    pub(crate) fn took(&self) -> Option<Pending<Fetch>> {
+        // Never below zero, even if a caller miscounts.
+        let _ = self.unread.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+        self.next.lock().unwrap_or_else(std::sync::PoisonError::into_inner).pop_front()
+    }
+
+    /// Fetches answered with records and not yet taken.
+    #[cfg(test)]
+    pub(crate) fn unread(&self) -> usize {
+        self.unread.load(Ordering::Acquire)
+    }
+
+    /// Reads parked for the consumer and not yet picked up.
+    #[cfg(test)]
+    pub(crate) fn queued(&self) -> usize {
+        self.next.lock().unwrap_or_else(std::sync::PoisonError::into_inner).len()
+    }
 }
 
 /// Smallest read issued: covers the gap between an index entry and the wanted batch.
 const READ_BYTES_MIN: usize = 2 * INDEX_INTERVAL_BYTES as usize;
 
 impl Partition {
-    /// Serve a read, or park it until records arrive or its wait runs out.
-    pub fn read(&mut self, io: &mut ShardIo<'_>, request: ReadRequest, reply: Reply<Fetch>) {
+    /// Serve a read, or park it until records arrive or its wait runs out. A read of a
+    /// `subscription` answered with records parks the subscription's next read.
+    pub fn read(
+        &mut self,
+        io: &mut ShardIo<'_>,
+        request: ReadRequest,
+        reply: Reply<Fetch>,
+        subscription: Option<Arc<Subscription>>,
+    ) {
         match self.try_read(io, &request) {
-            Ok(Some(fetch)) => reply.send(Ok(fetch)),
+            Ok(Some(fetch)) => {
+                if let Some(subscription) = subscription
+                    && !fetch.is_empty()
+                {
+                    self.continue_subscription(io, &request, &fetch, subscription);
+                }
+                reply.send(Ok(fetch))
+            }
             Ok(None) if request.max_wait.is_zero() => {
                 reply.send(Ok(self.empty_fetch(request.offset)))
             }
             Ok(None) => {
                 let wait = u64::try_from(request.max_wait.as_nanos()).unwrap_or(u64::MAX);
                 let deadline_ns = io.clock.monotonic_ns().saturating_add(wait);
-                self.parked.push(ParkedRead { request, reply, deadline_ns });
+                self.parked.push(ParkedRead { request, reply, deadline_ns, subscription });
             }
             Err(err) => reply.send(Err(err)),
         }
+    }
+
+    /// `fetch` answers a read of `subscription`: unless the consumer already has its fill of
+    /// unread fetches, read on from where it ends (now, if records are visible there; else
+    /// parked) and queue that read for the consumer — before `fetch` is sent, so the consumer
+    /// finds it when it takes `fetch`.
+    fn continue_subscription(
+        &mut self,
+        io: &mut ShardIo<'_>,
+        request: &ReadRequest,
+        fetch: &Fetch,
+        subscription: Arc<Subscription>,
+    ) {
+        let unread = subscription.unread.fetch_add(1, Ordering::AcqRel) + 1;
+        if unread > limits::SUBSCRIPTION_FETCHES_AHEAD {
+            return;
+        }
+        let (reply, pending) = completion::channel();
+        subscription
+            .next
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push_back(pending);
+        let next =
+            ReadRequest { offset: fetch.next_offset(), max_wait: subscription.wait, ..*request };
+        self.read(io, next, reply, Some(subscription));
     }
 
     /// Earliest deadline of a parked read, in monotonic nanoseconds.
@@ -266,6 +353,7 @@ impl Partition {
                     io,
                     ReadRequest { max_wait: Duration::ZERO, ..waiting.request },
                     waiting.reply,
+                    waiting.subscription,
                 );
             } else if now >= waiting.deadline_ns {
                 waiting.reply.send(Ok(self.empty_fetch(waiting.request.offset)));

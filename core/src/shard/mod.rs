@@ -24,7 +24,7 @@ use crate::config::{Durability, TopicConfig};
 use crate::error::{Error, Result};
 use crate::partition::{
     AppendResult, Fetch, Partition, PartitionInfo, RUN_NOW_TOKEN, ReadRequest, ShardIo,
-    ShardMemory, ShardSettings, split_token,
+    ShardMemory, ShardSettings, Subscription, split_token,
 };
 use mailbox::Mailbox;
 
@@ -58,6 +58,8 @@ pub(crate) enum Request {
         target: Target,
         request: ReadRequest,
         reply: Reply<Fetch>,
+        /// A streaming consumer's subscription, whose next read the shard parks itself.
+        subscription: Option<Arc<Subscription>>,
     },
     OffsetForTimestamp {
         target: Target,
@@ -456,11 +458,11 @@ impl Shard {
                 self.tasks.push((task, now));
                 reply.send(Ok(()));
             }
-            Request::Read { target, request, reply } => {
+            Request::Read { target, request, reply, subscription } => {
                 let Some(slot) = self.slot(&target) else {
                     return reply.send(Err(unknown(&target)));
                 };
-                with_partition!(self, slot, |p, io| p.read(&mut io, request, reply));
+                with_partition!(self, slot, |p, io| p.read(&mut io, request, reply, subscription));
             }
             Request::OffsetForTimestamp { target, timestamp, reply } => {
                 let Some(slot) = self.slot(&target) else {
