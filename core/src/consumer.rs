@@ -116,6 +116,9 @@ pub struct Consumer {
     assignments: BTreeMap<u32, Assignment>,
     waker: Waker,
     next_trigger: Option<Instant>,
+    /// A read that failed while other partitions had records: returned by the next `poll`,
+    /// after those records.
+    deferred_error: Option<Error>,
 }
 
 impl std::fmt::Debug for Consumer {
@@ -161,6 +164,7 @@ impl Consumer {
             assignments,
             waker: Waker::from(Arc::new(ThreadWake(std::thread::current()))),
             next_trigger: None,
+            deferred_error: None,
         })
     }
 
@@ -183,6 +187,9 @@ impl Consumer {
     /// any. An empty result means the timeout passed (streaming) or nothing arrived in the
     /// interval (micro-batch).
     pub fn poll(&mut self, timeout: Duration) -> Result<Vec<Fetch>> {
+        if let Some(err) = self.deferred_error.take() {
+            return Err(err);
+        }
         match self.config.delivery {
             Delivery::Streaming => self.poll_streaming(timeout),
             Delivery::MicroBatch(interval) => self.poll_micro_batch(interval, timeout),
@@ -202,6 +209,7 @@ impl Consumer {
         self.waker = Waker::from(Arc::new(ThreadWake(std::thread::current())));
         loop {
             let mut out = Vec::new();
+            let mut failed = None;
             let Consumer { engine, topic, config, assignments, waker, .. } = self;
             for (&partition, assignment) in assignments.iter_mut() {
                 let read = assignment.read.get_or_insert_with(|| {
@@ -220,7 +228,15 @@ impl Consumer {
                     std::pin::Pin::new(read).poll(&mut Context::from_waker(waker))
                 {
                     assignment.read = None;
-                    let fetch = result?;
+                    let fetch = match result {
+                        Ok(fetch) => fetch,
+                        Err(err) => {
+                            // The records other partitions returned are not dropped: they
+                            // come first, the error with the next poll.
+                            failed.get_or_insert(err);
+                            continue;
+                        }
+                    };
                     if !fetch.is_empty() {
                         assignment.next_offset = fetch.next_offset();
                         // The shard parked the next read already (unless this consumer is
@@ -230,8 +246,14 @@ impl Consumer {
                     }
                 }
             }
-            if !out.is_empty() {
-                return Ok(out);
+            match failed {
+                Some(err) if out.is_empty() => return Err(err),
+                Some(err) => {
+                    self.deferred_error = Some(err);
+                    return Ok(out);
+                }
+                None if !out.is_empty() => return Ok(out),
+                None => {}
             }
             let now = Instant::now();
             if now >= deadline {
@@ -284,8 +306,15 @@ impl Consumer {
             })
             .collect();
         let mut out = Vec::new();
+        let mut failed = None;
         for (partition, read) in reads {
-            let fetch = read.wait()?;
+            let fetch = match read.wait() {
+                Ok(fetch) => fetch,
+                Err(err) => {
+                    failed.get_or_insert(err);
+                    continue;
+                }
+            };
             if !fetch.is_empty() {
                 if let Some(assignment) = self.assignments.get_mut(&partition) {
                     assignment.next_offset = fetch.next_offset();
@@ -293,7 +322,15 @@ impl Consumer {
                 out.push(fetch);
             }
         }
-        Ok(out)
+        match failed {
+            Some(err) if out.is_empty() => Err(err),
+            Some(err) => {
+                // The records read are handed over; the error comes with the next poll.
+                self.deferred_error = Some(err);
+                Ok(out)
+            }
+            None => Ok(out),
+        }
     }
 }
 
@@ -363,12 +400,8 @@ mod tests {
             written(&engine, format!("v{i}"));
         }
         let _ = engine.partition_info("t", 0).unwrap(); // the shard has handled them all
-        assert!(
-            subscription.unread() <= limits::SUBSCRIPTION_FETCHES_AHEAD + 1,
-            "{} unread",
-            subscription.unread()
-        );
-        assert!(subscription.queued() <= limits::SUBSCRIPTION_FETCHES_AHEAD);
+        assert_eq!(subscription.unread(), limits::SUBSCRIPTION_FETCHES_AHEAD);
+        assert!(subscription.queued() < limits::SUBSCRIPTION_FETCHES_AHEAD);
         // All of it arrives, in order, once the consumer reads.
         take(&mut consumer, 1, 199);
         assert_eq!(consumer.positions(), vec![(0, 200)]);
@@ -377,6 +410,43 @@ mod tests {
         written(&engine, "v200".into());
         take(&mut consumer, 200, 1);
         engine.close().unwrap();
+    }
+
+    /// One partition's read fails (its position is past its end) while another has records:
+    /// the records are handed over — none skipped — and the error is reported too.
+    #[test]
+    fn a_failing_partition_does_not_swallow_another_partitions_records() {
+        for delivery in [Delivery::Streaming, Delivery::MicroBatch(Duration::from_millis(20))] {
+            let dir = tempfile::tempdir().unwrap();
+            let engine =
+                Engine::open(dir.path(), crate::EngineConfig::default().shards(2)).unwrap();
+            engine.create_topic("t", crate::TopicConfig::default().partitions(2)).unwrap();
+            for i in 0..5 {
+                written(&engine, format!("v{i}"));
+            }
+            let config = ConsumerConfig { delivery, ..ConsumerConfig::default() };
+            let mut consumer = Consumer::new(&engine, "t", &[(0, 0), (1, 100)], config).unwrap();
+            let (mut values, mut errors) = (Vec::new(), 0);
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while values.len() < 5 || errors == 0 {
+                assert!(Instant::now() < deadline, "{delivery:?}: {values:?}, {errors} errors");
+                match consumer.poll(Duration::from_millis(100)) {
+                    Ok(fetches) => {
+                        for fetch in fetches {
+                            assert_eq!(fetch.partition(), 0);
+                            for record in fetch.records() {
+                                values.push(record.unwrap().value().unwrap().to_vec());
+                            }
+                        }
+                    }
+                    Err(Error::OffsetOutOfRange { partition: 1, .. }) => errors += 1,
+                    Err(other) => panic!("{delivery:?}: {other}"),
+                }
+            }
+            let expected: Vec<Vec<u8>> = (0..5).map(|i| format!("v{i}").into_bytes()).collect();
+            assert_eq!(values, expected, "{delivery:?}");
+            engine.close().unwrap();
+        }
     }
 
     #[test]

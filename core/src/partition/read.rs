@@ -319,8 +319,9 @@ impl Partition {
         fetch: &Fetch,
         subscription: Arc<Subscription>,
     ) {
+        // `fetch` itself is now answered and not yet taken.
         let unread = subscription.unread.fetch_add(1, Ordering::AcqRel) + 1;
-        if unread > limits::SUBSCRIPTION_FETCHES_AHEAD {
+        if unread >= limits::SUBSCRIPTION_FETCHES_AHEAD {
             return;
         }
         let (reply, pending) = completion::channel();
