@@ -392,6 +392,15 @@ impl Partition {
             || self.buffer.as_ref().is_some_and(|b| !b.buf.is_empty())
             || !self.sealed.is_empty()
             || self.writes.iter().any(|w| w.retry.is_some())
+            // Written during a sync, and the sync that covers it has not gone out yet (the
+            // queue was full): a drain is not over until it has.
+            || (self.draining && self.written_offset > self.active_synced_offset)
+    }
+
+    /// True while a clean shutdown (or the closing of its topic) is writing and syncing
+    /// everything buffered.
+    pub fn is_draining(&self) -> bool {
+        self.draining && self.failed.is_none()
     }
 
     /// True when so much is waiting to be submitted that the shard should stop taking new
@@ -596,7 +605,8 @@ impl Partition {
         // append). An fdatasync in flight holds back only the next sync, not the next write:
         // written records become visible to readers and ready for the next sync without
         // waiting a whole sync. On a direct file, where every write rewrites the partial tail
-        // block on the device, the next write waits for the sync too.
+        // block on the device, the next write also waits for a sync that a waiter (or a
+        // drain) needs.
         let wait = active_writes || (want_sync && direct && self.sync_in_flight);
         if chained && wait {
             return;

@@ -403,6 +403,14 @@ impl Shard {
             self.handle(request);
         }
         progressed |= self.run_tasks();
+        if self.shutdown.is_some() || !self.closing_topics.is_empty() {
+            // A draining partition may owe a sync that found the queue full: try again.
+            for (slot, partition) in self.partitions.iter().enumerate() {
+                if partition.as_ref().is_some_and(Partition::is_draining) {
+                    self.touched.push(slot as u32);
+                }
+            }
+        }
         self.flush_touched();
         progressed |= self.reap(Wait::No);
         let now = self.clock.monotonic_ns();
