@@ -36,7 +36,8 @@ pub fn request_scheduler_slice(slice: std::time::Duration) -> io::Result<()> {
         return Ok(());
     }
     attr.size = std::mem::size_of::<libc::sched_attr>() as u32;
-    attr.sched_flags = 0;
+    // Keep reset-on-fork if the thread has it: an unprivileged thread may not clear it.
+    attr.sched_flags &= libc::SCHED_FLAG_RESET_ON_FORK as u64;
     attr.sched_runtime = u64::try_from(slice.as_nanos()).unwrap_or(u64::MAX);
     // SAFETY: `attr` is a valid, initialised `sched_attr` whose `size` field is its own size;
     // the kernel only reads it. Thread id 0 is the calling thread.
