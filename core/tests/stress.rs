@@ -1,10 +1,55 @@
 //! Many appends in flight from several threads, every durability, across shards: everything
 //! is acknowledged, nothing is lost, order holds per partition — on every backend and both
-//! I/O modes.
+//! I/O modes — and streaming consumers reading while it is written see every record exactly
+//! once, in order.
 
 use std::time::{Duration, Instant};
 
-use tidelog_core::{Durability, Engine, EngineConfig, IoChoice, ReadRequest, Record, TopicConfig};
+use tidelog_core::{
+    Consumer, ConsumerConfig, Durability, Engine, EngineConfig, IoChoice, ReadRequest, Record,
+    TopicConfig,
+};
+
+/// Records each producer sends; each partition gets `PER_PRODUCER / partitions` of them.
+const PER_PRODUCER: u32 = 6000;
+
+/// A streaming consumer of `partitions`, running until it has `expected` records from each:
+/// offsets contiguous from 0 (nothing skipped, nothing twice) and each producer's records in
+/// the order it sent them.
+fn consume(engine: Engine, partitions: Vec<u32>, expected: u64) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let assignments: Vec<(u32, u64)> = partitions.iter().map(|&p| (p, 0)).collect();
+        let mut consumer =
+            Consumer::new(&engine, "t", &assignments, ConsumerConfig::default()).unwrap();
+        let mut next: std::collections::HashMap<u32, u64> =
+            partitions.iter().map(|&p| (p, 0)).collect();
+        let mut last_i: std::collections::HashMap<(u32, u32), u32> = Default::default();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while next.values().any(|&n| n < expected) {
+            assert!(Instant::now() < deadline, "consumer stalled at {next:?}");
+            for fetch in consumer.poll(Duration::from_millis(100)).unwrap() {
+                let partition = fetch.partition();
+                for record in fetch.records() {
+                    let record = record.unwrap();
+                    let at = next.get_mut(&partition).unwrap();
+                    assert_eq!(record.offset() as u64, *at, "partition {partition}");
+                    *at += 1;
+                    let value = String::from_utf8(record.value().unwrap().to_vec()).unwrap();
+                    let mut words = value.split(' ');
+                    let producer: u32 = words.next().unwrap()[1..].parse().unwrap();
+                    let i: u32 = words.next().unwrap()[1..].parse().unwrap();
+                    if let Some(previous) = last_i.insert((partition, producer), i) {
+                        assert!(
+                            previous < i,
+                            "partition {partition}: p{producer} i{i} after i{previous}"
+                        );
+                    }
+                }
+            }
+        }
+        assert!(next.values().all(|&n| n == expected), "more records than sent: {next:?}");
+    })
+}
 
 fn stress(io: IoChoice, direct: bool) {
     let dir = tempfile::tempdir().unwrap();
@@ -18,12 +63,17 @@ fn stress(io: IoChoice, direct: bool) {
             TopicConfig::default().partitions(partitions).segment_size_bytes(1 << 20),
         )
         .unwrap();
+    let expected = u64::from(3 * PER_PRODUCER / partitions);
+    let consumers = vec![
+        consume(engine.clone(), vec![0, 2], expected),
+        consume(engine.clone(), vec![1, 3], expected),
+    ];
     let producers: Vec<_> = (0..3u32)
         .map(|producer| {
             let engine = engine.clone();
             std::thread::spawn(move || {
                 let mut pending = std::collections::VecDeque::new();
-                for i in 0..6000u32 {
+                for i in 0..PER_PRODUCER {
                     // 1 KiB single-record appends, as an open-loop producer sends them.
                     let partition = (producer + i) % partitions;
                     let durability = [Durability::Durable, Durability::Written, Durability::None, Durability::Durable][i as usize % 4];
@@ -52,6 +102,9 @@ fn stress(io: IoChoice, direct: bool) {
         .collect();
     for producer in producers {
         producer.join().unwrap();
+    }
+    for consumer in consumers {
+        consumer.join().unwrap();
     }
     let started = Instant::now();
     let mut total = 0;
