@@ -311,6 +311,15 @@ pub trait Storage: Send {
     fn queue_depth(&self) -> usize;
     /// Move finished completions into `out`, blocking as `wait` says; returns how many.
     fn complete(&mut self, out: &mut Vec<Completion>, wait: Wait) -> io::Result<usize>;
+    /// Start what `submit` has queued without waiting for anything, where a backend batches
+    /// submissions until its next `complete` (io_uring). The owner calls it after handling
+    /// completions that submitted more (the next write or fdatasync of a group commit), so
+    /// that work starts now rather than after whatever the owner does before its next
+    /// `complete`. Default: nothing to do (the operations ran inside `submit`, or run when
+    /// completions are collected).
+    fn submit_staged(&mut self) -> io::Result<()> {
+        Ok(())
+    }
     /// What wakes this storage's owner from [`Wait::Idle`], for other threads to hold.
     fn waker(&self) -> std::sync::Arc<dyn Wake>;
 

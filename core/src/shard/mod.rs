@@ -651,6 +651,11 @@ impl Shard {
             self.dispatch(completion);
         }
         self.completions = completions;
+        if any && let Err(err) = self.storage.submit_staged() {
+            // What the completions submitted (a group commit's next sync) goes out now, not
+            // after the next round's requests.
+            self.storage_failed(&err);
+        }
         any
     }
 

@@ -108,6 +108,9 @@ macro_rules! storage_pass_through {
         fn waker(&self) -> ::std::sync::Arc<dyn ::tidelog_io::storage::Wake> {
             self.inner.waker()
         }
+        fn submit_staged(&mut self) -> ::std::io::Result<()> {
+            self.inner.submit_staged()
+        }
         fn alloc_buf(&mut self, len: usize) -> ::tidelog_io::AlignedBuf {
             self.inner.alloc_buf(len)
         }

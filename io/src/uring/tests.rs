@@ -240,3 +240,35 @@ fn a_short_linked_read_cancels_the_next_for_fixed_reads_too() {
     assert_eq!(storage.stats().reads_fixed, 1);
     let _ = run(&mut storage, Op::SyncData { file });
 }
+
+/// `submit_staged` starts a submitted write without any `complete`: the bytes reach the file
+/// while nobody collects completions (then `complete` hands the completion over as usual).
+#[test]
+fn submit_staged_starts_queued_operations_without_a_complete() {
+    if super::probe().is_err() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("f");
+    let mut storage = UringStorage::with_queue_depth(8).unwrap();
+    let file = storage.open(&path, OpenOptions::create()).unwrap();
+    let buf = AlignedBuf::from_slice(b"staged");
+    assert!(storage.submit(Submission::new(7, Op::Write { file, offset: 0, buf })).is_ok());
+    // Staged only: nothing reaches the file until the ring is entered.
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    assert_eq!(std::fs::read(&path).unwrap(), b"");
+    storage.submit_staged().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::fs::read(&path).unwrap() != b"staged" {
+        assert!(std::time::Instant::now() < deadline, "the write never ran");
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    let mut out: Vec<Completion> = Vec::new();
+    while out.is_empty() {
+        storage.complete(&mut out, Wait::One).unwrap();
+    }
+    assert_eq!((out[0].token, out[0].result.as_ref().ok().copied()), (7, Some(6)));
+    // Nothing staged: no work, no error.
+    storage.submit_staged().unwrap();
+    storage.close(file).unwrap();
+}
