@@ -17,8 +17,9 @@ use tidelog_core::{
 
 use crate::stats::{Latency, Measurement};
 
-/// Bytes at the start of each message: its scheduled send time in ns since the run's origin.
-const STAMP_BYTES: usize = 8;
+/// Bytes at the start of each message: its scheduled send time, then the time the producer
+/// actually handed it to the engine, each in ns since the run's origin.
+const STAMP_BYTES: usize = 16;
 
 /// Most appends a producer keeps in flight before it waits for the oldest (its waiting then
 /// shows as latency: messages are late against their schedule).
@@ -48,6 +49,12 @@ pub struct EndToEnd {
     pub end_to_end: Measurement,
     /// Publish latency (scheduled send to acknowledgement).
     pub publish: Latency,
+    /// How late the producer handed each message to the engine (scheduled send to the
+    /// append call): the producer's own share of the end-to-end latency.
+    pub send_lateness: Latency,
+    /// From the append call to consumption: the end-to-end latency less the producer's
+    /// lateness.
+    pub from_send: Latency,
 }
 
 /// Produce `message_bytes` messages at `rate` per second for `duration` to a topic with one
@@ -72,12 +79,12 @@ pub fn open_loop(
     let consumer = {
         let engine = engine.clone();
         let (consumed, stop) = (consumed.clone(), stop.clone());
-        std::thread::spawn(move || -> Result<Latency> {
+        std::thread::spawn(move || -> Result<(Latency, Latency)> {
             precise_sleeps();
             let assignments: Vec<(u32, u64)> = (0..partitions).map(|p| (p, 0)).collect();
             let config = ConsumerConfig { delivery, ..ConsumerConfig::default() };
             let mut consumer = Consumer::new(&engine, "e2e", &assignments, config)?;
-            let mut latency = Latency::default();
+            let (mut latency, mut from_send) = (Latency::default(), Latency::default());
             while consumed.load(Ordering::Relaxed) < total && !stop.load(Ordering::Relaxed) {
                 for fetch in consumer.poll(Duration::from_millis(50))? {
                     let now = Instant::now();
@@ -87,13 +94,17 @@ pub fn open_loop(
                             .get(..STAMP_BYTES)
                             .and_then(|s| s.try_into().ok())
                             .context("short message")?;
-                        let scheduled = origin + Duration::from_nanos(u64::from_le_bytes(stamp));
-                        latency.record(now.saturating_duration_since(scheduled));
+                        let at = |bytes: &[u8]| -> Instant {
+                            let ns = u64::from_le_bytes(bytes.try_into().unwrap_or([0; 8]));
+                            origin + Duration::from_nanos(ns)
+                        };
+                        latency.record(now.saturating_duration_since(at(&stamp[..8])));
+                        from_send.record(now.saturating_duration_since(at(&stamp[8..])));
                         consumed.fetch_add(1, Ordering::Relaxed);
                     }
                 }
             }
-            Ok(latency)
+            Ok((latency, from_send))
         })
     };
     // The producer: message i is due at origin + i / rate.
@@ -101,6 +112,7 @@ pub fn open_loop(
     let mut value = vec![0x42u8; message_bytes.max(STAMP_BYTES)];
     let mut in_flight: VecDeque<(Instant, Pending<AppendResult>)> = VecDeque::new();
     let mut publish = Latency::default();
+    let mut send_lateness = Latency::default();
     let reap = |in_flight: &mut VecDeque<(Instant, Pending<AppendResult>)>,
                 publish: &mut Latency,
                 wait: bool|
@@ -127,7 +139,11 @@ pub fn open_loop(
         let due_ns = (i as f64 * interval_ns) as u64;
         let scheduled = origin + Duration::from_nanos(due_ns);
         sleep_until(scheduled);
-        value[..STAMP_BYTES].copy_from_slice(&due_ns.to_le_bytes());
+        value[..8].copy_from_slice(&due_ns.to_le_bytes());
+        let sent = Instant::now();
+        send_lateness.record(sent.saturating_duration_since(scheduled));
+        let sent_ns = u64::try_from(sent.saturating_duration_since(origin).as_nanos()).unwrap_or(0);
+        value[8..STAMP_BYTES].copy_from_slice(&sent_ns.to_le_bytes());
         let partition = (i % u64::from(partitions)) as u32;
         in_flight.push_back((
             scheduled,
@@ -169,7 +185,8 @@ pub fn open_loop(
         std::thread::sleep(Duration::from_millis(5));
     }
     stop.store(true, Ordering::Relaxed);
-    let latency = consumer.join().map_err(|_| anyhow::anyhow!("consumer panicked"))??;
+    let (latency, from_send) =
+        consumer.join().map_err(|_| anyhow::anyhow!("consumer panicked"))??;
     engine.close()?;
     let got = consumed.load(Ordering::Relaxed);
     if got != total {
@@ -178,7 +195,7 @@ pub fn open_loop(
     let mut end_to_end = Measurement::throughput(total, total * message_bytes as u64, produced_in);
     end_to_end.notes.push(("rate_msgs_per_s".into(), rate as f64));
     end_to_end.latency = Some(latency);
-    Ok(EndToEnd { end_to_end, publish })
+    Ok(EndToEnd { end_to_end, publish, send_lateness, from_send })
 }
 
 /// A producer on a shard: appends batches of small records as fast as the shard takes them.

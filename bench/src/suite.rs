@@ -223,6 +223,14 @@ fn run_streaming_case(
         let publish = run.publish;
         measurement.notes.push(("publish_p50_us".into(), publish.quantile_us(0.5)));
         measurement.notes.push(("publish_p99_us".into(), publish.quantile_us(0.99)));
+        // Where the end-to-end tail is: the producer's lateness, or after the append call.
+        for (name, latency) in
+            [("send_lateness", &run.send_lateness), ("from_send", &run.from_send)]
+        {
+            for (q, label) in [(0.5, "p50"), (0.99, "p99"), (0.999, "p999")] {
+                measurement.notes.push((format!("{name}_{label}_us"), latency.quantile_us(q)));
+            }
+        }
         Ok(measurement)
     };
     let raw = |durable: bool| -> Result<Measurement> {
