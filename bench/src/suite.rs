@@ -482,6 +482,7 @@ pub fn to_json(config: &SuiteConfig, results: &[CaseResult], backend: &str) -> V
         "inline_sync": config.engine.inline_sync,
         "segment_preparation": config.engine.segment_preparation.name(),
         "shard_scheduler_slice_us": config.engine.shard_scheduler_slice.map(|s| s.as_micros() as u64),
+        "idle_poll_us": config.engine.idle_poll.as_micros() as u64,
         "shards": config.engine.shards,
         "duration_s": config.duration.as_secs_f64(),
         "cases": results.iter().map(CaseResult::to_json).collect::<Vec<_>>(),

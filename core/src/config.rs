@@ -186,6 +186,14 @@ pub struct EngineConfig {
     /// [`limits::SHARD_SCHEDULER_SLICE_DEFAULT`] (100 µs, the kernel's minimum); allowed
     /// 100 µs..=100 ms. docs/BENCHMARKS.md has it measured.
     pub shard_scheduler_slice: Option<Duration>,
+    /// How long an idle shard thread polls its mailbox before it sleeps, when it has no
+    /// operation in flight. A producer answering the acknowledgement it just got (a
+    /// one-at-a-time durable writer, an open-loop stream) usually sends its next request within
+    /// tens of microseconds; finding the shard awake saves a wake-up on both sides. Costs up to
+    /// this much CPU after each burst of work. Zero turns it off. Default
+    /// [`limits::IDLE_POLL_DEFAULT`] (50 µs), at most [`limits::IDLE_POLL_MAX`].
+    /// docs/BENCHMARKS.md has it measured.
+    pub idle_poll: Duration,
     /// Write buffers per shard in the io_uring backend's registered pool (each
     /// `write_buffer_bytes`; allocated, pre-faulted and registered when the shard starts).
     /// When they are all in use, writes use heap buffers without `WRITE_FIXED`.
@@ -212,6 +220,7 @@ impl fmt::Debug for EngineConfig {
             .field("pin_shards", &self.pin_shards)
             .field("inline_sync", &self.inline_sync)
             .field("shard_scheduler_slice", &self.shard_scheduler_slice)
+            .field("idle_poll", &self.idle_poll)
             .field("buffer_pool_slots", &self.buffer_pool_slots)
             .field("manual_shards", &self.manual_shards)
             .finish()
@@ -233,6 +242,7 @@ impl Default for EngineConfig {
             pin_shards: true,
             inline_sync: false,
             shard_scheduler_slice: Some(limits::SHARD_SCHEDULER_SLICE_DEFAULT),
+            idle_poll: limits::IDLE_POLL_DEFAULT,
             buffer_pool_slots: limits::BUFFER_POOL_SLOTS_DEFAULT,
             manual_shards: false,
         }
@@ -273,6 +283,11 @@ impl EngineConfig {
     /// Use `O_DIRECT` for segment logs.
     pub fn direct_io(mut self, direct: bool) -> Self {
         self.direct_io = direct;
+        self
+    }
+    /// Set how long an idle shard polls before sleeping ([`EngineConfig::idle_poll`]).
+    pub fn idle_poll(mut self, poll: Duration) -> Self {
+        self.idle_poll = poll;
         self
     }
     /// Set the scheduler slice shard threads ask for ([`EngineConfig::shard_scheduler_slice`]).
@@ -367,6 +382,12 @@ impl EngineConfig {
         }
         if self.maintenance_interval_ms == 0 {
             return Err(Error::config("maintenance_interval_ms", "must be positive"));
+        }
+        if self.idle_poll > limits::IDLE_POLL_MAX {
+            return Err(Error::config(
+                "idle_poll",
+                format!("must be at most {:?}, not {:?}", limits::IDLE_POLL_MAX, self.idle_poll),
+            ));
         }
         if let Some(slice) = self.shard_scheduler_slice
             && !(limits::SHARD_SCHEDULER_SLICE_MIN..=limits::SHARD_SCHEDULER_SLICE_MAX)

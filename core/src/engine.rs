@@ -149,7 +149,11 @@ impl Engine {
                     config.clock.clone(),
                     settings.clone(),
                     config.maintenance_interval_ms,
-                    shard::ShardThread { pin_to, scheduler_slice: config.shard_scheduler_slice },
+                    shard::ShardThread {
+                        pin_to,
+                        scheduler_slice: config.shard_scheduler_slice,
+                        idle_poll: config.idle_poll,
+                    },
                 )
             };
             match started {

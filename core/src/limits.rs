@@ -120,6 +120,12 @@ pub const SUBSCRIPTION_FETCHES_AHEAD: usize = 2;
 /// How often a shard checks segment age and retention.
 pub const MAINTENANCE_INTERVAL_MS: u64 = 1000;
 
+/// Default idle poll of a shard thread ([`crate::EngineConfig::idle_poll`]).
+pub const IDLE_POLL_DEFAULT: Duration = Duration::from_micros(50);
+
+/// Longest idle poll a shard may be configured with.
+pub const IDLE_POLL_MAX: Duration = Duration::from_millis(1);
+
 /// Default scheduler slice of a shard thread ([`crate::EngineConfig::shard_scheduler_slice`]):
 /// the shortest the kernel grants.
 pub const SHARD_SCHEDULER_SLICE_DEFAULT: Duration = Duration::from_micros(100);

@@ -172,3 +172,44 @@ fn shard_threads_run_with_the_configured_scheduler_slice() {
         assert!(err.to_string().contains("shard_scheduler_slice"), "{err}");
     }
 }
+
+/// Reports the CPU time of the thread it runs on.
+struct CpuProbe(Option<mpsc::Sender<std::time::Duration>>);
+
+impl ShardTask for CpuProbe {
+    fn poll(&mut self, _ctx: &mut ShardContext<'_>) -> TaskPoll {
+        if let Some(tx) = self.0.take() {
+            let _ = tx.send(tidelog_io::cpu::thread_cpu_time().unwrap());
+        }
+        TaskPoll::Done
+    }
+}
+
+/// Idle polling happens after work, not instead of sleeping: an idle shard with the longest
+/// poll allowed still uses almost no CPU.
+#[test]
+fn an_idle_shard_polls_briefly_then_sleeps() {
+    use std::time::Duration;
+    let dir = tempfile::tempdir().unwrap();
+    let config = EngineConfig::default().shards(1).idle_poll(tidelog_core::limits::IDLE_POLL_MAX);
+    let engine = Engine::open(dir.path(), config).unwrap();
+    let cpu_now = || {
+        let (tx, rx) = mpsc::channel();
+        engine.spawn_on_shard(0, Box::new(CpuProbe(Some(tx)))).unwrap();
+        rx.recv_timeout(Duration::from_secs(10)).unwrap()
+    };
+    let before = cpu_now();
+    std::thread::sleep(Duration::from_millis(400));
+    let used = cpu_now() - before;
+    // Spinning all along would be ~400 ms; a poll after each wake-up (the probe, the
+    // maintenance tick) is a few milliseconds.
+    assert!(used < Duration::from_millis(100), "an idle shard used {used:?} of CPU in 400 ms");
+    // Requests are served as before.
+    engine.create_topic("t", TopicConfig::default()).unwrap();
+    engine.append("t", 0, &[Record::new(b"x")], Durability::Durable).unwrap();
+    assert!(
+        EngineConfig::default().idle_poll(Duration::from_millis(2)).validate().is_err(),
+        "a poll above the limit is refused"
+    );
+    engine.close().unwrap();
+}

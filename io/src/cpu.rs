@@ -57,6 +57,16 @@ pub fn scheduler_slice() -> io::Result<Option<std::time::Duration>> {
         .then(|| std::time::Duration::from_nanos(attr.sched_runtime)))
 }
 
+/// CPU time (user and system) the calling thread has used so far.
+pub fn thread_cpu_time() -> io::Result<std::time::Duration> {
+    use nix::sys::resource::{UsageWho, getrusage};
+    let usage = getrusage(UsageWho::RUSAGE_THREAD).map_err(io::Error::from)?;
+    let micros = |t: nix::sys::time::TimeVal| {
+        u64::try_from(t.tv_sec()).unwrap_or(0) * 1_000_000 + u64::try_from(t.tv_usec()).unwrap_or(0)
+    };
+    Ok(std::time::Duration::from_micros(micros(usage.user_time()) + micros(usage.system_time())))
+}
+
 /// The calling thread's scheduling attributes.
 fn current_sched_attr() -> io::Result<libc::sched_attr> {
     // SAFETY: `sched_attr` is plain integers, for which all-zero is a valid value.

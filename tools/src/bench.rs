@@ -34,6 +34,10 @@ pub struct BenchArgs {
     /// (see EngineConfig::shard_scheduler_slice)
     #[arg(long, default_value = "100us", value_name = "DURATION|off", value_parser = parse_slice)]
     shard_slice: SliceArg,
+    /// How long an idle shard polls its mailbox before sleeping, e.g. 50us; 0us turns it off
+    /// (see EngineConfig::idle_poll)
+    #[arg(long, default_value = "50us", value_name = "DURATION", value_parser = crate::duration::parse_duration)]
+    idle_poll: Duration,
     /// How segments are prepared: grow, fallocate, zero-fill (baselines prepare their file the
     /// same way)
     #[arg(long, default_value = "grow", value_name = "POLICY")]
@@ -71,7 +75,8 @@ pub fn command(args: &BenchArgs) -> Result<ExitCode> {
         .segment_preparation(args.segment_preparation)
         .direct_io(args.direct_io)
         .inline_sync(args.inline_sync)
-        .shard_scheduler_slice(args.shard_slice.0);
+        .shard_scheduler_slice(args.shard_slice.0)
+        .idle_poll(args.idle_poll);
     if let Some(shards) = args.shards {
         engine = engine.shards(shards);
     }
@@ -85,10 +90,11 @@ pub fn command(args: &BenchArgs) -> Result<ExitCode> {
         rate: args.rate,
     };
     eprintln!(
-        "tidelog bench: backend {backend}, direct I/O {}, inline sync {}, shard slice {:?}, preparation {:?}, {} shard(s), {:?} per side",
+        "tidelog bench: backend {backend}, direct I/O {}, inline sync {}, shard slice {:?}, idle poll {:?}, preparation {:?}, {} shard(s), {:?} per side",
         config.engine.direct_io,
         config.engine.inline_sync,
         config.engine.shard_scheduler_slice,
+        config.engine.idle_poll,
         config.engine.segment_preparation,
         config.engine.shards,
         config.duration

@@ -94,6 +94,11 @@ impl Mailbox {
         }
     }
 
+    /// True if a request is queued.
+    pub fn has_requests(&self) -> bool {
+        !self.queue.is_empty()
+    }
+
     /// Take the next request.
     pub fn pop(&self) -> Option<Request> {
         self.queue.pop()

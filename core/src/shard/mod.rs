@@ -192,6 +192,8 @@ pub(crate) struct ShardThread {
     pub pin_to: Option<usize>,
     /// The scheduler slice it asks for ([`crate::EngineConfig::shard_scheduler_slice`]).
     pub scheduler_slice: Option<std::time::Duration>,
+    /// How long it polls its mailbox before sleeping ([`crate::EngineConfig::idle_poll`]).
+    pub idle_poll: Duration,
 }
 
 /// Start a shard thread. Its storage is created on the thread itself (an io_uring ring
@@ -235,6 +237,7 @@ pub(crate) fn spawn(
             shard_mailbox.bind(storage.waker());
             let mut shard =
                 Shard::new(index, shard_mailbox.clone(), storage, clock, settings, maintenance_interval_ms);
+            shard.idle_poll = setup.idle_poll;
             let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| shard.run()));
             let reason = match outcome {
                 Ok(Ok(())) => "shut down".to_string(),
@@ -323,6 +326,9 @@ pub(crate) struct Shard {
     /// Tasks running on this shard, with the monotonic time they next want to run.
     tasks: Vec<(Box<dyn task::ShardTask>, u64)>,
     maintenance_interval_ns: u64,
+    /// How long an idle shard polls its mailbox before sleeping
+    /// ([`crate::EngineConfig::idle_poll`]); zero for manual shards, which never sleep.
+    idle_poll: Duration,
     next_maintenance_ns: u64,
 }
 
@@ -376,6 +382,7 @@ impl Shard {
             dead: None,
             tasks: Vec::new(),
             maintenance_interval_ns,
+            idle_poll: Duration::ZERO,
             next_maintenance_ns,
         }
     }
@@ -431,7 +438,21 @@ impl Shard {
         if progressed || !self.stash.is_empty() || !may_sleep {
             return Round::Ran { progressed: progressed || !self.stash.is_empty() };
         }
-        // Nothing to do: sleep until a completion, a request or the next deadline.
+        // Nothing to do. With nothing in flight, poll the mailbox a little first: a producer
+        // waiting for the acknowledgement just sent usually answers within tens of
+        // microseconds, and finding its request awake saves it the wake-up write and the
+        // shard its sleep and wake (docs/ARCHITECTURE.md, "Idle polling"). Not with
+        // operations in flight: the kernel workers that run them share this shard's CPU.
+        if !self.idle_poll.is_zero() && self.storage.in_flight() == 0 {
+            let until = std::time::Instant::now() + self.idle_poll;
+            while !self.mailbox.has_requests() && std::time::Instant::now() < until {
+                std::hint::spin_loop();
+            }
+            if self.mailbox.has_requests() {
+                return Round::Ran { progressed: false };
+            }
+        }
+        // Sleep until a completion, a request or the next deadline.
         if self.mailbox.going_to_sleep() {
             let next_task =
                 self.tasks.iter().map(|(_, at)| *at).filter(|&at| at != task::NEXT_EVENT).min();
