@@ -10,7 +10,7 @@
 mod common;
 
 use std::io;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tidelog_core::{Durability, Engine, EngineConfig, Record, TopicConfig};
@@ -23,6 +23,8 @@ struct HoldSyncs {
     /// Pretend one operation is always in flight (shard storages, not the control one).
     busy: bool,
     hold: Arc<AtomicBool>,
+    /// While above zero, the queue looks full; each `complete` counts one down.
+    no_room: Arc<AtomicUsize>,
     syncs: Arc<Mutex<Vec<u64>>>,
     held: Vec<Completion>,
 }
@@ -38,6 +40,9 @@ impl Storage for HoldSyncs {
     // Never idle: an idle shard syncs inline (`sync_data_now`), which this test must not
     // take; a busy one submits the fdatasync and keeps working while it is in flight.
     fn in_flight(&self) -> usize {
+        if self.busy && self.no_room.load(Ordering::SeqCst) > 0 {
+            return self.queue_depth();
+        }
         self.inner.in_flight() + self.held.len() + usize::from(self.busy)
     }
     fn queue_depth(&self) -> usize {
@@ -45,6 +50,10 @@ impl Storage for HoldSyncs {
     }
     fn complete(&mut self, out: &mut Vec<Completion>, wait: Wait) -> io::Result<usize> {
         let before = out.len();
+        if self.busy {
+            let _ =
+                self.no_room.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+        }
         let mut fresh = Vec::new();
         // The simulated disk runs everything queued when asked; it never needs to block.
         let wait = if matches!(wait, Wait::Idle(_)) { Wait::No } else { wait };
@@ -69,6 +78,7 @@ impl Storage for HoldSyncs {
 struct HoldFactory {
     disk: SimDisk,
     hold: Arc<AtomicBool>,
+    no_room: Arc<AtomicUsize>,
     made: std::sync::atomic::AtomicUsize,
 }
 
@@ -83,6 +93,7 @@ impl StorageFactory for HoldFactory {
             inner: Box::new(self.disk.storage()),
             busy,
             hold: self.hold.clone(),
+            no_room: self.no_room.clone(),
             syncs: Default::default(),
             held: Vec::new(),
         }))
@@ -99,8 +110,12 @@ impl std::fmt::Debug for HoldSyncs {
 fn appends_arriving_during_a_slow_fdatasync_go_out_together() {
     for direct in [false, true] {
         let hold = Arc::new(AtomicBool::new(false));
-        let factory =
-            HoldFactory { disk: SimDisk::new(5), hold: hold.clone(), made: Default::default() };
+        let factory = HoldFactory {
+            disk: SimDisk::new(5),
+            hold: hold.clone(),
+            no_room: Default::default(),
+            made: Default::default(),
+        };
         let config = EngineConfig::default()
             .shards(1)
             .manual_shards(true)
@@ -145,4 +160,45 @@ fn appends_arriving_during_a_slow_fdatasync_go_out_together() {
         );
         engine.close().unwrap();
     }
+}
+
+/// Records written while a sync was in flight are owed a sync of their own. If the queue is
+/// full when that sync is due, a clean close must wait for room and sync them — not close the
+/// log with them unsynced.
+#[test]
+fn a_close_syncs_what_was_written_during_a_sync_even_after_a_full_queue() {
+    let hold = Arc::new(AtomicBool::new(false));
+    let no_room = Arc::new(AtomicUsize::new(0));
+    let disk = SimDisk::new(9);
+    let factory = HoldFactory {
+        disk: disk.clone(),
+        hold: hold.clone(),
+        no_room: no_room.clone(),
+        made: Default::default(),
+    };
+    let config = EngineConfig::default().shards(1).manual_shards(true).storage(Arc::new(factory));
+    let engine = Engine::open("/sim/data", config).unwrap();
+    engine.create_topic("t", TopicConfig::default()).unwrap();
+    hold.store(true, Ordering::SeqCst);
+    // A durable append: its write and (held) fdatasync go out.
+    let durable = engine.append_async("t", 0, &[Record::new(b"a")], Durability::Durable);
+    engine.step(0);
+    // A written one while that sync is held: written at once, not yet synced.
+    let written = engine.append_async("t", 0, &[Record::new(b"b")], Durability::Written);
+    for _ in 0..10 {
+        engine.step(0);
+    }
+    assert!(written.is_ready() && !durable.is_ready());
+    engine.block_on(written).unwrap();
+    // The held sync completes while the queue is full for a while: the sync "b" needs cannot
+    // go out then.
+    no_room.store(20, Ordering::SeqCst);
+    hold.store(false, Ordering::SeqCst);
+    engine.step(0);
+    engine.block_on(durable).unwrap();
+    engine.close().unwrap();
+    let log = std::path::Path::new("/sim/data/topics/t/0/00000000000000000000.log");
+    assert!(disk.exists(log));
+    assert!(!disk.has_unsynced_data(log).unwrap(), "a clean close left written records unsynced");
+    assert_eq!(no_room.load(Ordering::SeqCst), 0, "the close waited for room");
 }
