@@ -247,12 +247,6 @@ impl RawFile {
         let elapsed = self.measured_since(started, preparing_before);
         Ok(Measurement::throughput(ops, ops * block as u64, elapsed))
     }
-
-    /// Sequential `write` of `block` bytes each followed (linked) by `fdatasync`, one at a time,
-    /// for `duration`: what a group commit of that size can reach.
-    pub fn group_commit(&mut self, block: usize, duration: Duration) -> Result<Measurement> {
-        self.write_sync_qd1(block, duration)
-    }
 }
 
 #[cfg(test)]
@@ -260,64 +254,77 @@ mod tests {
     use super::*;
     use tidelog_io::portable::PortableStorage;
 
+    const BLOCK: usize = 4096;
+    /// Prepared a region of four blocks at a time, so a short run crosses many regions.
+    const REGION: u64 = 4 * BLOCK as u64;
+
+    /// For each preparation policy: `run` on a fresh raw file, then `check` its measurement
+    /// and the file's bytes.
+    fn for_each_preparation(
+        run: impl Fn(&mut RawFile) -> Measurement,
+        check: impl Fn(SegmentPreparation, Measurement, Vec<u8>),
+    ) {
+        for preparation in
+            [SegmentPreparation::Grow, SegmentPreparation::Fallocate, SegmentPreparation::ZeroFill]
+        {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("raw");
+            let storage = Box::new(PortableStorage::new());
+            let mut raw = RawFile::create(storage, &path, REGION, preparation, false).unwrap();
+            let measurement = run(&mut raw);
+            drop(raw);
+            check(preparation, measurement, std::fs::read(&path).unwrap());
+        }
+    }
+
     /// Writes at depth 3 across many regions: regions are prepared between writes (never
     /// with writes in flight, which `run` refuses), and the file holds every write.
     #[test]
     fn bandwidth_at_depth_prepares_regions_with_nothing_in_flight() {
-        let block = 4096;
-        for preparation in
-            [SegmentPreparation::Grow, SegmentPreparation::Fallocate, SegmentPreparation::ZeroFill]
-        {
-            let dir = tempfile::tempdir().unwrap();
-            let path = dir.path().join("raw");
-            let region = 4 * block as u64;
-            let storage = Box::new(PortableStorage::new());
-            let mut raw = RawFile::create(storage, &path, region, preparation, false).unwrap();
-            let m = raw.write_bandwidth(block, 3, Duration::from_millis(10)).unwrap();
-            drop(raw);
-            let data = std::fs::read(&path).unwrap();
-            assert!(m.mb_per_s > 0.0);
-            assert!(data.len() as u64 > 2 * region, "{preparation:?}: {} bytes", data.len());
-            let whole = data.len() / block * block;
-            let last_written =
-                data[..whole].chunks(block).take_while(|c| c.iter().all(|&b| b == 0x5a)).count();
-            // Every block up to the last one written holds a write (nothing skipped or lost to
-            // a wrap); only the prepared tail after it may be zeros.
-            assert!(data[last_written * block..].iter().all(|&b| b == 0), "{preparation:?}");
-        }
+        for_each_preparation(
+            |raw| raw.write_bandwidth(BLOCK, 3, Duration::from_millis(10)).unwrap(),
+            |preparation, m, data| {
+                assert!(m.mb_per_s > 0.0);
+                assert!(data.len() as u64 > 2 * REGION, "{preparation:?}: {} bytes", data.len());
+                let whole = data.len() / BLOCK * BLOCK;
+                let last_written = data[..whole]
+                    .chunks(BLOCK)
+                    .take_while(|c| c.iter().all(|&b| b == 0x5a))
+                    .count();
+                // Every block up to the last one written holds a write (nothing skipped or
+                // lost to a wrap); only the prepared tail after it may be zeros.
+                assert!(data[last_written * BLOCK..].iter().all(|&b| b == 0), "{preparation:?}");
+            },
+        );
     }
 
-    /// A region of four blocks, written well past its end: every write lands after the one
-    /// before (the file holds them all), however the regions are prepared.
+    /// Written well past a region's end: every write lands after the one before (the file
+    /// holds them all), however the regions are prepared.
     #[test]
     fn writes_never_wrap_around_onto_written_blocks() {
-        let block = 4096;
-        for preparation in
-            [SegmentPreparation::Grow, SegmentPreparation::Fallocate, SegmentPreparation::ZeroFill]
-        {
-            let dir = tempfile::tempdir().unwrap();
-            let path = dir.path().join("raw");
-            let region = 4 * block as u64;
-            let storage = Box::new(PortableStorage::new());
-            let mut raw = RawFile::create(storage, &path, region, preparation, false).unwrap();
-            let m = raw.write_sync_qd1(block, Duration::from_millis(30)).unwrap();
-            let ops = m.latency.as_ref().map_or(0, Latency::count);
-            assert!(
-                ops > 8,
-                "{preparation:?}: only {ops} writes, the test needs more than 2 regions"
-            );
-            drop(raw);
-            let data = std::fs::read(&path).unwrap();
-            let written = ops as usize * block;
-            assert!(data.len() >= written, "{preparation:?}: {} bytes for {written}", data.len());
-            assert!(data[..written].iter().all(|&b| b == 0xa5), "{preparation:?}");
-            if preparation == SegmentPreparation::Grow {
-                assert_eq!(data.len(), written);
-            } else {
-                // Prepared a region at a time, and no further than the writes needed.
-                assert_eq!(data.len() as u64 % region, 0, "{preparation:?}");
-                assert!(data.len() < written + region as usize, "{preparation:?}");
-            }
-        }
+        for_each_preparation(
+            |raw| raw.write_sync_qd1(BLOCK, Duration::from_millis(30)).unwrap(),
+            |preparation, m, data| {
+                let ops = m.latency.as_ref().map_or(0, Latency::count);
+                assert!(
+                    ops > 8,
+                    "{preparation:?}: only {ops} writes, the test needs more than 2 regions"
+                );
+                let written = ops as usize * BLOCK;
+                assert!(
+                    data.len() >= written,
+                    "{preparation:?}: {} bytes for {written}",
+                    data.len()
+                );
+                assert!(data[..written].iter().all(|&b| b == 0xa5), "{preparation:?}");
+                if preparation == SegmentPreparation::Grow {
+                    assert_eq!(data.len(), written);
+                } else {
+                    // Prepared a region at a time, and no further than the writes needed.
+                    assert_eq!(data.len() as u64 % REGION, 0, "{preparation:?}");
+                    assert!(data.len() < written + REGION as usize, "{preparation:?}");
+                }
+            },
+        );
     }
 }

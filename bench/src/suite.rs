@@ -454,7 +454,7 @@ fn run_baseline(
         Case::DurableAppendQd1_4k => file.write_sync_qd1(4096, config.duration)?,
         Case::DurableAppendConcurrent1k => {
             let block = align(io.bytes_per_sync());
-            let mut m = file.group_commit(block, config.duration)?;
+            let mut m = file.write_sync_qd1(block, config.duration)?;
             m.notes.push(("block_bytes".into(), block as f64));
             m
         }
