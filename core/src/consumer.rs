@@ -246,14 +246,8 @@ impl Consumer {
                     }
                 }
             }
-            match failed {
-                Some(err) if out.is_empty() => return Err(err),
-                Some(err) => {
-                    self.deferred_error = Some(err);
-                    return Ok(out);
-                }
-                None if !out.is_empty() => return Ok(out),
-                None => {}
+            if failed.is_some() || !out.is_empty() {
+                return self.hand_over(out, failed);
             }
             let now = Instant::now();
             if now >= deadline {
@@ -322,10 +316,16 @@ impl Consumer {
                 out.push(fetch);
             }
         }
+        self.hand_over(out, failed)
+    }
+
+    /// The records read, or the read error if there are none: an error that came with
+    /// records is kept for the next `poll`, so the records (whose positions have moved past
+    /// them) are not dropped.
+    fn hand_over(&mut self, out: Vec<Fetch>, failed: Option<Error>) -> Result<Vec<Fetch>> {
         match failed {
             Some(err) if out.is_empty() => Err(err),
             Some(err) => {
-                // The records read are handed over; the error comes with the next poll.
                 self.deferred_error = Some(err);
                 Ok(out)
             }
