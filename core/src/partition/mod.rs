@@ -620,15 +620,17 @@ impl Partition {
             self.buffer_class = io.memory.buffers.classes().shrink(self.buffer_class);
         }
         self.seal_buffer(io);
+        // A sync goes out only once the one before it has been answered: its completion may
+        // be reaped (the storage idle) but not yet handled, and a sync that succeeds after one
+        // that failed proves nothing (the failed one took the unsynced pages off the path to
+        // disk: fsyncgate).
+        let can_sync = want_sync && !self.sync_in_flight;
         // With `inline_sync` and nothing else in flight on this shard, a sync runs inline
         // (`sync_data_now`): cheaper than a linked fsync, which io_uring always hands to a
         // kernel worker thread. What is written but not yet synced is synced first, then new
         // writes go out.
-        // Not while a sync's outcome is unknown: its completion may be reaped (the storage
-        // idle) but not yet handled, and a sync that succeeds after one that failed proves
-        // nothing (the failed one took the unsynced pages off the path to disk: fsyncgate).
-        let idle = io.settings.inline_sync && io.storage.in_flight() == 0 && !self.sync_in_flight;
-        if want_sync
+        let idle = io.settings.inline_sync && io.storage.in_flight() == 0;
+        if can_sync
             && idle
             && self.written_offset > self.active_synced_offset
             && !self.sync_inline(io)
@@ -648,7 +650,7 @@ impl Partition {
             if writes == 0 {
                 return;
             }
-            let sync = want_sync && whole && !idle && !self.sync_in_flight;
+            let sync = can_sync && whole && !idle;
             let covers = self.sealed.back().map_or(self.written_offset, |p| p.end_offset);
             let covers_position = self
                 .sealed
@@ -667,9 +669,9 @@ impl Partition {
         } else if want_sync {
             // Everything is written: a sync alone, if anything is not yet covered — inline
             // (above) when `inline_sync` and nothing else is in flight on this shard.
-            if self.written_offset > self.active_synced_offset
+            if can_sync
+                && self.written_offset > self.active_synced_offset
                 && !idle
-                && !self.sync_in_flight
                 && io.has_room(1)
             {
                 self.submit_sync(io, self.written_offset, self.active().written_bytes);
