@@ -143,3 +143,14 @@ for name, key, higher in [
     ratio = u[0] / p[0] if higher else p[0] / u[0]
     label = "/".join(key) + ("" if higher else " (portable/uring: >1 = uring better)")
     print(f"| {name} | {label} | {u[0]:,.1f} | {p[0]:,.1f} | {ratio:.2f} |")
+
+hosts = []
+for path in sorted(glob.glob(os.path.join(out, "*.host.json"))):
+    with open(path) as f:
+        hosts.append(json.load(f))
+if hosts:
+    steal = [h["steal_ticks"] for h in hosts if "steal_ticks" in h]
+    # Older runs did not record it; -1: no haltpoll cpuidle on that machine.
+    halt = sorted({h["guest_halt_poll_ns"] for h in hosts if "guest_halt_poll_ns" in h})
+    print(f"\nHost: CPU steal {min(steal)}–{max(steal)} ticks per run"
+          + (f"; guest_halt_poll_ns {', '.join(map(str, halt))}" if halt else ""))

@@ -17,6 +17,9 @@ tidelog=${TIDELOG:-target/release/tidelog}   # TIDELOG=path: a copy, so a rebuil
 mkdir -p "$out"
 
 steal() { awk '/^cpu /{print $9}' /proc/stat; }   # host steal, in USER_HZ ticks
+# How long an idle vCPU polls before halting (guest haltpoll cpuidle; -1 where there is none):
+# at 0, waking a thread on an idle vCPU costs tens of µs (docs/BENCHMARKS.md, sixth session).
+halt_poll() { cat /sys/module/haltpoll/parameters/guest_halt_poll_ns 2>/dev/null || echo -1; }
 
 for round in $(seq 1 "$rounds"); do
   # Alternate which backend goes first.
@@ -25,8 +28,9 @@ for round in $(seq 1 "$rounds"); do
     sync; sleep 1
     before=$(steal)
     "$tidelog" bench --io "$io" --json "$out/$io-$round.json" "$@" > "$out/$io-$round.txt" 2>&1
-    printf '{"steal_ticks": %d, "loadavg": "%s"}\n' "$(( $(steal) - before ))" \
-      "$(cut -d' ' -f1-3 /proc/loadavg)" > "$out/$io-$round.host.json"
+    printf '{"steal_ticks": %d, "loadavg": "%s", "guest_halt_poll_ns": %d}\n' \
+      "$(( $(steal) - before ))" "$(cut -d' ' -f1-3 /proc/loadavg)" "$(halt_poll)" \
+      > "$out/$io-$round.host.json"
     echo "round $round $io done"
   done
 done

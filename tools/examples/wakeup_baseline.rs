@@ -11,7 +11,7 @@
 //! 5). Lateness is counted as loadgen counts it: from the scheduled time, so a thread held up
 //! makes every wake-up scheduled meanwhile late (no coordinated omission). Run it just before
 //! or after a loadgen run to see what share of loadgen's latency tail the platform accounts
-//! for.
+//! for. It also prints the guest's halt-polling setting, which moves both figures on a VM.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -45,6 +45,12 @@ fn main() {
     let count = rate * seconds;
     // As loadgen's producers and consumers do; failing leaves the default slack (50 µs).
     let _ = nix::sys::prctl::set_timerslack(1);
+    // On a VM guest, how long an idle vCPU polls before halting: at 0 every wake-up of a
+    // thread on an idle vCPU pays the halt's exit (tens of µs here; docs/BENCHMARKS.md).
+    match std::fs::read_to_string("/sys/module/haltpoll/parameters/guest_halt_poll_ns") {
+        Ok(ns) => println!("guest halt polling: {} ns before an idle vCPU halts", ns.trim()),
+        Err(_) => println!("guest halt polling: not present (no haltpoll cpuidle driver)"),
+    }
 
     let origin = Instant::now() + Duration::from_millis(5);
     let mut lateness = histogram();
