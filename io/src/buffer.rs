@@ -405,11 +405,23 @@ impl BufferPool {
     /// The capacity is what [`AlignedBuf::with_capacity`] would give, whatever the slot size,
     /// so callers see the same buffer from the pool as from the heap.
     pub fn alloc(&self, len: usize) -> Option<AlignedBuf> {
+        self.alloc_leaving(len, 0)
+    }
+
+    /// As [`BufferPool::alloc`], but only while more than `keep` slots are free: a caller
+    /// that may hold its buffer for long leaves the rest of the pool to the others.
+    pub fn alloc_leaving(&self, len: usize, keep: usize) -> Option<AlignedBuf> {
         let capacity = round_up_to_block(len.max(1));
         if capacity > self.region.slot_bytes {
             return None;
         }
-        let slot = self.region.free.lock().unwrap_or_else(PoisonError::into_inner).pop()?;
+        let slot = {
+            let mut free = self.region.free.lock().unwrap_or_else(PoisonError::into_inner);
+            if free.len() <= keep {
+                return None;
+            }
+            free.pop()?
+        };
         Some(AlignedBuf {
             ptr: self.region.slot_ptr(slot),
             capacity,

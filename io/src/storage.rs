@@ -355,6 +355,14 @@ pub trait Storage: Send {
         AlignedBuf::with_capacity(len)
     }
 
+    /// A buffer for a read whose bytes may be held long after it completes (a fetch handed
+    /// to a consumer, who keeps a view of it): like [`Storage::alloc_buf`], but a pool slot
+    /// only while more than half the pool is free, so readers never hold the slots writes
+    /// need. By default, and when no slot will do, a heap buffer.
+    fn alloc_read_buf(&mut self, len: usize) -> AlignedBuf {
+        AlignedBuf::with_capacity(len)
+    }
+
     /// Create a directory and its parents.
     fn create_dir_all(&mut self, path: &Path) -> io::Result<()>;
     /// Remove a file.

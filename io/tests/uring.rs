@@ -126,6 +126,44 @@ fn alloc_buf_falls_back_to_the_heap_when_a_slot_will_not_do() {
 }
 
 #[test]
+fn alloc_read_buf_leaves_half_the_pool_to_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = UringConfig {
+        buffer_pool_slots: 4,
+        buffer_pool_slot_bytes: 8192,
+        ..UringConfig::default()
+    };
+    let mut s = UringStorage::new(config).unwrap();
+    let file = s.open(&dir.path().join("f"), OpenOptions::create()).unwrap();
+    run(&mut s, Op::Write { file, offset: 0, buf: AlignedBuf::from_slice(&pattern(4, 8192)) })
+        .0
+        .unwrap();
+    assert!(!s.alloc_read_buf(8193).is_pooled(), "too big for a slot");
+    // Reads held by readers take slots while more than half the pool is free...
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let buf = s.alloc_read_buf(8192);
+        assert!(buf.is_pooled());
+        let (result, back) = run(&mut s, Op::Read { file, offset: 0, len: 8192, buf });
+        assert_eq!(result.unwrap(), 8192);
+        let back = back.unwrap();
+        assert!(back.is_pooled() && back[..] == pattern(4, 8192)[..]);
+        held.push(back);
+    }
+    assert_eq!(s.stats().reads_fixed, 2, "pooled reads go out as READ_FIXED");
+    // ...and then the heap: the rest is for writes, which still get slots.
+    assert!(!s.alloc_read_buf(1).is_pooled(), "half the pool is left for writes");
+    let writes = (s.alloc_buf(1), s.alloc_buf(1));
+    assert!(writes.0.is_pooled() && writes.1.is_pooled());
+    drop(writes);
+    drop(held.pop());
+    assert!(s.alloc_read_buf(1).is_pooled(), "a slot given back is to spare again");
+    // Portable and simulated storages read into the heap.
+    assert!(!PortableStorage::new().alloc_read_buf(10).is_pooled());
+    assert!(!SimDisk::new(1).storage().alloc_read_buf(10).is_pooled());
+}
+
+#[test]
 fn pool_slots_return_when_buffers_drop_on_another_thread() {
     let config = UringConfig { buffer_pool_slots: 4, ..UringConfig::default() };
     let mut s = UringStorage::new(config).unwrap();

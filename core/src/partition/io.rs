@@ -122,6 +122,23 @@ impl ShardIo<'_> {
     /// file the read is widened to whole blocks and the wanted bytes returned as a view of
     /// the aligned buffer: no copy either way.
     pub fn read_now(&mut self, file: FileId, offset: u64, len: usize) -> io::Result<Bytes> {
+        self.read_into(file, offset, len, false)
+    }
+
+    /// As [`ShardIo::read_now`], for a fetch: its bytes go to a reader, who may hold views of
+    /// them for a while, so the buffer is a registered pool slot when one is to spare
+    /// (`READ_FIXED` on io_uring; `Storage::alloc_read_buf`), else the heap.
+    pub fn read_for_fetch(&mut self, file: FileId, offset: u64, len: usize) -> io::Result<Bytes> {
+        self.read_into(file, offset, len, true)
+    }
+
+    fn read_into(
+        &mut self,
+        file: FileId,
+        offset: u64,
+        len: usize,
+        for_fetch: bool,
+    ) -> io::Result<Bytes> {
         let (start, skip, want) = if self.storage.is_direct(file) {
             let start = tidelog_io::buffer::round_down_to_block(offset);
             let skip = (offset - start) as usize;
@@ -133,7 +150,11 @@ impl ShardIo<'_> {
         let mut gathered: Option<AlignedBuf> = None;
         let mut done = 0usize;
         loop {
-            let chunk = AlignedBuf::with_capacity(want - done);
+            let chunk = if for_fetch {
+                self.storage.alloc_read_buf(want - done)
+            } else {
+                AlignedBuf::with_capacity(want - done)
+            };
             let read = Op::Read { file, offset: start + done as u64, len: want - done, buf: chunk };
             let (result, chunk) = self.run_now(read);
             let n = result?;

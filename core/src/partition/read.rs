@@ -443,7 +443,8 @@ impl Partition {
                 return Err(ends_early(io, log, &path, carried, position, (next_base, offset)));
             }
             let len = want.min((limit - position) as usize);
-            let buf = io.read_now(log, position, len).map_err(|e| Error::io("read", &path, e))?;
+            let buf =
+                io.read_for_fetch(log, position, len).map_err(|e| Error::io("read", &path, e))?;
             let blame_carried = |io: &mut ShardIo<'_>, at: usize, reason: String| -> Error {
                 if at == 0
                     && let Some(previous) = carried

@@ -27,7 +27,8 @@ use tidelog_io::{
 /// Inside `impl Storage for W`, where `W` keeps the storage it wraps in a field
 /// `inner: Box<dyn Storage>`: the methods that just call the same method of `inner`. Always
 /// those no test wrapper changes (files' lengths, directories, buffers, the waker, ...), plus
-/// the data-path ones named, so a wrapper writes only what it changes:
+/// the data-path ones named — and `alloc_read_buf` where named (else fetches read into the
+/// heap, the trait's default) — so a wrapper writes only what it changes:
 ///
 /// ```ignore
 /// impl Storage for Wrapper {
@@ -78,6 +79,11 @@ macro_rules! storage_pass_through {
             wait: ::tidelog_io::Wait,
         ) -> ::std::io::Result<usize> {
             self.inner.complete(out, wait)
+        }
+    };
+    (@one alloc_read_buf) => {
+        fn alloc_read_buf(&mut self, len: usize) -> ::tidelog_io::AlignedBuf {
+            self.inner.alloc_read_buf(len)
         }
     };
     // The directory operations, all `fn(&mut self, &Path) -> io::Result<()>`.
@@ -312,7 +318,7 @@ impl FaultyStorage {
 }
 
 impl Storage for FaultyStorage {
-    storage_pass_through!();
+    storage_pass_through!(alloc_read_buf);
     fn open(&mut self, path: &Path, options: OpenOptions) -> io::Result<FileId> {
         let file = self.inner.open(path, options)?;
         self.paths.insert(file, path.to_owned());

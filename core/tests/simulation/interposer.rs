@@ -352,6 +352,10 @@ impl Storage for InterposedStorage {
         self.inner.alloc_buf(len)
     }
 
+    fn alloc_read_buf(&mut self, len: usize) -> AlignedBuf {
+        self.inner.alloc_read_buf(len)
+    }
+
     fn create_dir_all(&mut self, path: &Path) -> io::Result<()> {
         self.call();
         self.inner.create_dir_all(path)

@@ -12,7 +12,8 @@
 //!   storage (the kernel answers `EEXIST` to anyone else);
 //! - **operations**: `Write`/`Read` go out as `WRITE_FIXED`/`READ_FIXED` when their buffer is a
 //!   slot of the storage's registered [`BufferPool`](crate::BufferPool) (from
-//!   [`Storage::alloc_buf`]), else as plain `WRITE`/`READ`;
+//!   [`Storage::alloc_buf`], or [`Storage::alloc_read_buf`] while more than half the pool is
+//!   free), else as plain `WRITE`/`READ`;
 //!   `SyncData` is `FSYNC` with `IORING_FSYNC_DATASYNC`; `Allocate` is `FALLOCATE` mode 0;
 //! - **files** live in the ring's registered file table (`FileId` = slot), opened through
 //!   [`open_std`](crate::portable::open_std) (O_DIRECT where the file system takes it);

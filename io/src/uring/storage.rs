@@ -60,9 +60,9 @@ pub struct UringStats {
     pub enters: u64,
     /// Wakes taken from the eventfd.
     pub wakes: u64,
-    /// [`Storage::alloc_buf`] answers from the pool.
+    /// [`Storage::alloc_buf`] and [`Storage::alloc_read_buf`] answers from the pool.
     pub pool_allocs: u64,
-    /// [`Storage::alloc_buf`] answers from the heap (too big for a slot, pool empty or absent).
+    /// Their answers from the heap (too big for a slot, no slot to spare, pool absent).
     pub heap_allocs: u64,
 }
 
@@ -805,6 +805,20 @@ impl Drop for UringStorage {
     }
 }
 
+impl UringStorage {
+    /// A pool slot while more than `keep(slots)` slots are free, else a heap buffer; counted.
+    fn alloc_leaving(&mut self, len: usize, keep: impl Fn(usize) -> usize) -> AlignedBuf {
+        let pooled =
+            self.pool.as_ref().and_then(|pool| pool.alloc_leaving(len, keep(pool.slots())));
+        if let Some(buf) = pooled {
+            self.stats.pool_allocs += 1;
+            return buf;
+        }
+        self.stats.heap_allocs += 1;
+        AlignedBuf::with_capacity(len)
+    }
+}
+
 impl Storage for UringStorage {
     fn kind(&self) -> BackendKind {
         BackendKind::Uring
@@ -948,12 +962,11 @@ impl Storage for UringStorage {
     }
 
     fn alloc_buf(&mut self, len: usize) -> AlignedBuf {
-        if let Some(buf) = self.pool.as_ref().and_then(|pool| pool.alloc(len)) {
-            self.stats.pool_allocs += 1;
-            return buf;
-        }
-        self.stats.heap_allocs += 1;
-        AlignedBuf::with_capacity(len)
+        self.alloc_leaving(len, |_| 0)
+    }
+
+    fn alloc_read_buf(&mut self, len: usize) -> AlignedBuf {
+        self.alloc_leaving(len, |slots| slots / 2)
     }
 
     fn create_dir_all(&mut self, path: &Path) -> io::Result<()> {
