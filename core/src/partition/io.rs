@@ -139,14 +139,8 @@ impl ShardIo<'_> {
         len: usize,
         for_fetch: bool,
     ) -> io::Result<Bytes> {
-        let (start, skip, want) = if self.storage.is_direct(file) {
-            let start = tidelog_io::buffer::round_down_to_block(offset);
-            let skip = (offset - start) as usize;
-            (start, skip, tidelog_io::buffer::round_up_to_block(skip + len))
-        } else {
-            (offset, 0, len)
-        };
-        let direct = skip > 0 || self.storage.is_direct(file);
+        let FetchReadShape { start, skip, want, direct, .. } =
+            FetchReadShape::new(self.storage.is_direct(file), file, offset, len);
         let mut gathered: Option<AlignedBuf> = None;
         let mut done = 0usize;
         loop {
@@ -188,6 +182,48 @@ impl ShardIo<'_> {
         Ok(Bytes::from_owner(buf).slice(skip..end))
     }
 
+    /// Submit a read for a fetch — what [`ShardIo::read_for_fetch`] reads, without waiting
+    /// for it — under `token`. `None` if the queue has no room (nothing submitted). Hand the
+    /// completion to [`ShardIo::finish_fetch_read`] with the shape returned.
+    pub fn submit_fetch_read(
+        &mut self,
+        token: u64,
+        file: FileId,
+        offset: u64,
+        len: usize,
+    ) -> Option<FetchReadShape> {
+        if !self.has_room(1) {
+            return None;
+        }
+        let shape = FetchReadShape::new(self.storage.is_direct(file), file, offset, len);
+        let buf = self.storage.alloc_read_buf(shape.want);
+        let op = Op::Read { file, offset: shape.start, len: shape.want, buf };
+        self.storage.submit(Submission::new(token, op)).ok()?;
+        Some(shape)
+    }
+
+    /// The bytes a fetch read submitted by [`ShardIo::submit_fetch_read`] asked for, from its
+    /// completion: a view of the buffer read into. A short read that is not the end of the
+    /// file (rare: a signal, a page-cache race) is read again whole, waiting.
+    pub fn finish_fetch_read(
+        &mut self,
+        shape: &FetchReadShape,
+        completion: Completion,
+    ) -> io::Result<Bytes> {
+        let n = completion.result?;
+        let buf =
+            completion.buf.ok_or_else(|| io::Error::other("read completed without its buffer"))?;
+        let at_end = n == 0 || (shape.direct && !n.is_multiple_of(BLOCK_SIZE));
+        if n < shape.want && !at_end {
+            return self.read_for_fetch(shape.file, shape.offset, shape.len);
+        }
+        let end = n.min(shape.skip + shape.len);
+        if end <= shape.skip {
+            return Ok(Bytes::new());
+        }
+        Ok(Bytes::from_owner(buf).slice(shape.skip..end))
+    }
+
     /// Write all of `bytes` at `offset`, waiting for it.
     pub fn write_now(&mut self, file: FileId, offset: u64, bytes: &[u8]) -> io::Result<()> {
         let mut done = 0usize;
@@ -207,5 +243,31 @@ impl ShardIo<'_> {
     /// `fdatasync`, waiting for it.
     pub fn sync_now(&mut self, file: FileId) -> io::Result<()> {
         self.run_now(Op::SyncData { file }).0.map(|_| ())
+    }
+}
+
+/// What a read for `len` bytes at `offset` of `file` asks the storage for: on a direct file,
+/// whole blocks from the block holding `offset` (the wanted bytes start `skip` into them).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct FetchReadShape {
+    file: FileId,
+    offset: u64,
+    len: usize,
+    direct: bool,
+    start: u64,
+    skip: usize,
+    want: usize,
+}
+
+impl FetchReadShape {
+    fn new(direct: bool, file: FileId, offset: u64, len: usize) -> Self {
+        let (start, skip, want) = if direct {
+            let start = tidelog_io::buffer::round_down_to_block(offset);
+            let skip = (offset - start) as usize;
+            (start, skip, tidelog_io::buffer::round_up_to_block(skip + len))
+        } else {
+            (offset, 0, len)
+        };
+        Self { file, offset, len, direct, start, skip, want }
     }
 }

@@ -161,6 +161,8 @@ enum OpKind {
     CloseIndexWrite { segment: u64, file: FileId, position: u64 },
     /// A step of preparing the spare segment.
     Prepare,
+    /// A read of a fetch's walk through a segment file.
+    FetchRead(Box<read::FetchRead>),
 }
 
 /// A log write in flight, in offset order.
@@ -866,6 +868,7 @@ impl Partition {
             | OpKind::Sync { segment, .. }
             | OpKind::Close { segment }
             | OpKind::CloseIndexWrite { segment, .. } => segment,
+            OpKind::FetchRead(ref read) => read.segment(),
         };
         if let Some(s) = self.segment_mut(segment) {
             s.ops_in_flight = s.ops_in_flight.saturating_sub(1);
@@ -905,6 +908,7 @@ impl Partition {
                 self.on_close_index_write(io, segment, file, position, completion)
             }
             OpKind::Prepare => {}
+            OpKind::FetchRead(read) => self.on_fetch_read(io, *read, completion),
         }
         self.flush(io);
         self.serve_parked(io);

@@ -3,7 +3,7 @@
 
 use std::collections::VecDeque;
 use std::ops::ControlFlow;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -14,7 +14,7 @@ use tidelog_io::FileId;
 use crate::completion::{self, Pending, Reply};
 use crate::error::{Error, Result};
 use crate::limits::{self, BATCH_SIZE_BYTES_MAX, INDEX_INTERVAL_BYTES};
-use crate::partition::io::ShardIo;
+use crate::partition::io::{FetchReadShape, ShardIo};
 use crate::partition::{Partition, recovery};
 use crate::record::{BatchIter, BatchView, DecodeError, LOG_OVERHEAD, RecordIter, RecordView};
 use crate::segment;
@@ -277,9 +277,81 @@ impl Subscription {
 /// Smallest read issued: covers the gap between an index entry and the wanted batch.
 const READ_BYTES_MIN: usize = 2 * INDEX_INTERVAL_BYTES as usize;
 
+/// Where a read starts.
+enum Start {
+    /// Served from the tail cache.
+    Fetch(Fetch),
+    /// Nothing visible at the offset yet.
+    NotVisible,
+    /// From a segment file.
+    Walk(Walk),
+}
+
+/// A read's walk through a segment file, from the index entry at or before its offset to the
+/// batches it returns, one read at a time.
+#[derive(Debug)]
+pub(crate) struct Walk {
+    request: ReadRequest,
+    /// The visible end when the read started.
+    visible: u64,
+    /// Base offset of the segment, and its log.
+    segment: u64,
+    log: FileId,
+    path: PathBuf,
+    /// Where the next read starts, and the end of the written log.
+    position: u64,
+    limit: u64,
+    max_bytes: usize,
+    /// Bytes the next read asks for (at most to `limit`).
+    want: usize,
+    /// The last batch walked past in the previous buffer, when the next buffer starts right
+    /// after it: its length led there, so it is blamed if the walk goes wrong at once.
+    carried: Option<u64>,
+    /// The offset the batch at `position` must start with.
+    next_base: u64,
+}
+
+impl Walk {
+    /// Length of the next read, or why there is none: the written log ends before the offset
+    /// the read wants (a damaged batch walked past).
+    fn next_len(&self, io: &mut ShardIo<'_>) -> Result<usize> {
+        if self.position >= self.limit {
+            return Err(ends_early(
+                io,
+                self.log,
+                &self.path,
+                self.carried,
+                self.position,
+                (self.next_base, self.request.offset),
+            ));
+        }
+        Ok(self.want.min((self.limit - self.position) as usize))
+    }
+}
+
+/// A walk's read in flight, with whom to answer when the walk ends.
+#[derive(Debug)]
+pub(crate) struct FetchRead {
+    walk: Walk,
+    shape: FetchReadShape,
+    reply: Reply<Fetch>,
+    subscription: Option<Arc<Subscription>>,
+}
+
+impl FetchRead {
+    /// Base offset of the segment read.
+    pub(super) fn segment(&self) -> u64 {
+        self.walk.segment
+    }
+}
+
 impl Partition {
     /// Serve a read, or park it until records arrive or its wait runs out. A read of a
     /// `subscription` answered with records parks the subscription's next read.
+    ///
+    /// A read the tail cache cannot serve walks the segment file: each of its reads goes out
+    /// through the ring and the walk goes on when it completes (`on_fetch_read`), so the shard
+    /// keeps working meanwhile; only with the queue full does the walk read while it waits.
     pub fn read(
         &mut self,
         io: &mut ShardIo<'_>,
@@ -287,23 +359,84 @@ impl Partition {
         reply: Reply<Fetch>,
         subscription: Option<Arc<Subscription>>,
     ) {
-        match self.try_read(io, &request) {
-            Ok(Some(fetch)) => {
-                if let Some(subscription) = subscription
-                    && !fetch.is_empty()
-                {
-                    self.continue_subscription(io, &request, &fetch, subscription);
-                }
-                reply.send(Ok(fetch))
-            }
-            Ok(None) if request.max_wait.is_zero() => {
+        match self.start_read(io, &request) {
+            Ok(Start::Fetch(fetch)) => self.answer(io, &request, fetch, reply, subscription),
+            Ok(Start::NotVisible) if request.max_wait.is_zero() => {
                 reply.send(Ok(self.empty_fetch(request.offset)))
             }
-            Ok(None) => {
+            Ok(Start::NotVisible) => {
                 let wait = u64::try_from(request.max_wait.as_nanos()).unwrap_or(u64::MAX);
                 let deadline_ns = io.clock.monotonic_ns().saturating_add(wait);
                 self.parked.push(ParkedRead { request, reply, deadline_ns, subscription });
             }
+            Ok(Start::Walk(walk)) => self.read_on(io, walk, reply, subscription),
+            Err(err) => reply.send(Err(err)),
+        }
+    }
+
+    /// Send `fetch`, first parking the subscription's next read if it has records.
+    fn answer(
+        &mut self,
+        io: &mut ShardIo<'_>,
+        request: &ReadRequest,
+        fetch: Fetch,
+        reply: Reply<Fetch>,
+        subscription: Option<Arc<Subscription>>,
+    ) {
+        if let Some(subscription) = subscription
+            && !fetch.is_empty()
+        {
+            self.continue_subscription(io, request, &fetch, subscription);
+        }
+        reply.send(Ok(fetch))
+    }
+
+    /// Submit the walk's next read; with no room in the queue, walk to the end now.
+    fn read_on(
+        &mut self,
+        io: &mut ShardIo<'_>,
+        walk: Walk,
+        reply: Reply<Fetch>,
+        subscription: Option<Arc<Subscription>>,
+    ) {
+        let len = match walk.next_len(io) {
+            Ok(len) => len,
+            Err(err) => return reply.send(Err(err)),
+        };
+        let seq = self.next_seq();
+        match io.submit_fetch_read(super::io::token(self.slot, seq), walk.log, walk.position, len) {
+            Some(shape) => {
+                if let Some(s) = self.segment_mut(walk.segment) {
+                    s.ops_in_flight += 1;
+                }
+                let read = FetchRead { walk, shape, reply, subscription };
+                self.ops.insert(seq, super::OpKind::FetchRead(Box::new(read)));
+            }
+            None => match self.walk_now(io, walk) {
+                Ok((fetch, request)) => self.answer(io, &request, fetch, reply, subscription),
+                Err(err) => reply.send(Err(err)),
+            },
+        }
+    }
+
+    /// A read of a walk completed: walk on through its bytes.
+    pub(super) fn on_fetch_read(
+        &mut self,
+        io: &mut ShardIo<'_>,
+        read: FetchRead,
+        completion: tidelog_io::Completion,
+    ) {
+        let FetchRead { mut walk, shape, reply, subscription } = read;
+        let buf = match io.finish_fetch_read(&shape, completion) {
+            Ok(buf) => buf,
+            Err(err) => return reply.send(Err(Error::io("read", &walk.path, err))),
+        };
+        match self.walk_step(io, &mut walk, buf) {
+            Ok(Some(fetch)) => {
+                let request = walk.request;
+                self.answer(io, &request, fetch, reply, subscription)
+            }
+            Ok(None) => self.read_on(io, walk, reply, subscription),
             Err(err) => reply.send(Err(err)),
         }
     }
@@ -397,102 +530,125 @@ impl Partition {
         }
     }
 
-    /// `Ok(None)`: nothing visible at the offset yet.
-    fn try_read(&mut self, io: &mut ShardIo<'_>, request: &ReadRequest) -> Result<Option<Fetch>> {
+    /// Where a read starts: served from the tail cache, nothing visible yet, or a walk of a
+    /// segment file.
+    fn start_read(&mut self, io: &mut ShardIo<'_>, request: &ReadRequest) -> Result<Start> {
         let offset = request.offset;
         if offset < self.log_start_offset || offset > self.written_offset {
             return Err(self.out_of_range(offset));
         }
         let visible = self.visible_offset(request.isolation);
         if offset >= visible {
-            return Ok(None);
+            return Ok(Start::NotVisible);
         }
         let index = self.segments.partition_point(|s| s.base_offset <= offset) - 1;
         if let Some(fetch) =
             self.read_from_cache(self.segments[index].base_offset, request, visible)?
         {
-            return Ok(Some(fetch));
+            return Ok(Start::Fetch(fetch));
         }
         let dir = self.dir.clone();
-        let (log, mut position, limit, base) = {
-            let segment = &mut self.segments[index];
-            if segment.offset_index.is_none() {
-                recovery::load_closed_indexes(io, &dir, segment)?;
-            }
-            let log = recovery::ensure_log_open(io, &dir, segment)?;
-            let base = segment.base_offset;
-            // Where to start, and the offset the batch there must start with.
-            let (start, next_base) = segment
-                .offset_index
-                .as_ref()
-                .and_then(|i| i.lookup(offset))
-                .map_or((0, base), |e| {
-                    (u64::from(e.position), base + u64::from(e.relative_offset))
-                });
-            (log, start, segment.written_bytes, (base, next_base))
-        };
-        let (base, mut next_base) = base;
-        let path = segment::log_path(&dir, base);
+        let segment = &mut self.segments[index];
+        if segment.offset_index.is_none() {
+            recovery::load_closed_indexes(io, &dir, segment)?;
+        }
+        let log = recovery::ensure_log_open(io, &dir, segment)?;
+        let base = segment.base_offset;
+        // Where to start, and the offset the batch there must start with.
+        let (position, next_base) =
+            segment.offset_index.as_ref().and_then(|i| i.lookup(offset)).map_or((0, base), |e| {
+                (u64::from(e.position), base + u64::from(e.relative_offset))
+            });
         let max_bytes = request.max_bytes.max(1);
-        let mut want = max_bytes.max(READ_BYTES_MIN);
-        // The last batch walked past in the previous buffer, when this buffer starts right
-        // after it: its length led here, so it is blamed if the walk goes wrong at once.
-        let mut carried: Option<u64> = None;
+        Ok(Start::Walk(Walk {
+            request: *request,
+            visible,
+            segment: base,
+            log,
+            path: segment::log_path(&dir, base),
+            position,
+            limit: segment.written_bytes,
+            max_bytes,
+            want: max_bytes.max(READ_BYTES_MIN),
+            carried: None,
+            next_base,
+        }))
+    }
+
+    /// Walk to the end, reading while the shard waits; the fetch and the request it answers.
+    fn walk_now(&self, io: &mut ShardIo<'_>, mut walk: Walk) -> Result<(Fetch, ReadRequest)> {
         loop {
-            if position >= limit {
-                return Err(ends_early(io, log, &path, carried, position, (next_base, offset)));
+            let len = walk.next_len(io)?;
+            let buf = io
+                .read_for_fetch(walk.log, walk.position, len)
+                .map_err(|e| Error::io("read", &walk.path, e))?;
+            if let Some(fetch) = self.walk_step(io, &mut walk, buf)? {
+                return Ok((fetch, walk.request));
             }
-            let len = want.min((limit - position) as usize);
-            let buf =
-                io.read_for_fetch(log, position, len).map_err(|e| Error::io("read", &path, e))?;
-            let blame_carried = |io: &mut ShardIo<'_>, at: usize, reason: String| -> Error {
-                if at == 0
-                    && let Some(previous) = carried
-                    && let Some(error) = damaged_batch_at(io, log, previous)
-                {
-                    return Error::corrupt(&path, previous, error);
-                }
-                Error::corrupt(&path, position + at as u64, reason)
-            };
-            match collect_batches(&buf, offset, visible, max_bytes, true, &mut next_base) {
-                Collected::Batches { start, end } => {
-                    let end =
-                        start + verified_len(&buf[start..end], &path, position + start as u64)?;
-                    let data = buf.slice(start..end);
-                    return Ok(Some(self.fetch_of(offset, vec![data])));
-                }
-                Collected::Skipped { consumed, last } if consumed > 0 => {
-                    carried = last.map(|last| position + last as u64);
-                    position += consumed as u64;
-                    want = max_bytes.max(READ_BYTES_MIN);
-                }
-                // Less than a batch header left before the end of the written log.
-                Collected::Skipped { .. } => {
-                    return Err(ends_early(io, log, &path, carried, position, (next_base, offset)));
-                }
-                Collected::NeedMore { at, total, previous } => {
-                    let end = position + at as u64 + total as u64;
-                    if total > BATCH_SIZE_BYTES_MAX as usize || end > limit {
-                        // A damaged length, here or in the batch before (whose length led
-                        // here): not a batch still to be read whole.
-                        let (at, reason) = blame(&buf, previous, at, || {
-                            format!(
-                                "batch of {total} bytes runs past the end of the written log \
-                                 ({limit} bytes)"
-                            )
-                        });
-                        return Err(blame_carried(io, at, reason));
-                    }
-                    carried = match previous {
-                        Some(previous) => Some(position + previous as u64),
-                        None if at == 0 => carried,
-                        None => None,
-                    };
-                    position += at as u64;
-                    want = total;
-                }
-                Collected::Invalid { at, reason } => return Err(blame_carried(io, at, reason)),
+        }
+    }
+
+    /// Walk the bytes read at `walk.position`: the fetch, if they hold its batches; else
+    /// `None`, and the walk says where to read next.
+    fn walk_step(
+        &self,
+        io: &mut ShardIo<'_>,
+        walk: &mut Walk,
+        buf: Bytes,
+    ) -> Result<Option<Fetch>> {
+        let (log, position, limit, offset) =
+            (walk.log, walk.position, walk.limit, walk.request.offset);
+        let path = &walk.path;
+        let carried = walk.carried;
+        let blame_carried = |io: &mut ShardIo<'_>, at: usize, reason: String| -> Error {
+            if at == 0
+                && let Some(previous) = carried
+                && let Some(error) = damaged_batch_at(io, log, previous)
+            {
+                return Error::corrupt(path, previous, error);
             }
+            Error::corrupt(path, position + at as u64, reason)
+        };
+        match collect_batches(&buf, offset, walk.visible, walk.max_bytes, true, &mut walk.next_base)
+        {
+            Collected::Batches { start, end } => {
+                let end = start + verified_len(&buf[start..end], path, position + start as u64)?;
+                let data = buf.slice(start..end);
+                Ok(Some(self.fetch_of(offset, vec![data])))
+            }
+            Collected::Skipped { consumed, last } if consumed > 0 => {
+                walk.carried = last.map(|last| position + last as u64);
+                walk.position += consumed as u64;
+                walk.want = walk.max_bytes.max(READ_BYTES_MIN);
+                Ok(None)
+            }
+            // Less than a batch header left before the end of the written log.
+            Collected::Skipped { .. } => {
+                Err(ends_early(io, log, path, carried, position, (walk.next_base, offset)))
+            }
+            Collected::NeedMore { at, total, previous } => {
+                let end = position + at as u64 + total as u64;
+                if total > BATCH_SIZE_BYTES_MAX as usize || end > limit {
+                    // A damaged length, here or in the batch before (whose length led
+                    // here): not a batch still to be read whole.
+                    let (at, reason) = blame(&buf, previous, at, || {
+                        format!(
+                            "batch of {total} bytes runs past the end of the written log \
+                             ({limit} bytes)"
+                        )
+                    });
+                    return Err(blame_carried(io, at, reason));
+                }
+                walk.carried = match previous {
+                    Some(previous) => Some(position + previous as u64),
+                    None if at == 0 => carried,
+                    None => None,
+                };
+                walk.position += at as u64;
+                walk.want = total;
+                Ok(None)
+            }
+            Collected::Invalid { at, reason } => Err(blame_carried(io, at, reason)),
         }
     }
 

@@ -12,7 +12,7 @@
 //!   other backends). The simulated disk itself shuffles completions within one reap.
 //!
 //! Blocking waits ([`Wait::One`]) always make progress, so the engine's synchronous slow
-//! paths (recovery, reads) never wait forever.
+//! paths (recovery, index loading, reads with the queue full) never wait forever.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::io;

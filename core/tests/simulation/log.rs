@@ -1470,11 +1470,25 @@ impl Feature for LogFeature {
         }
         self.harvest(world, false, false);
         let now = tidelog_io::Clock::monotonic_ns(&world.clock);
+        let mut overdue = false;
         for read in &mut self.reads {
             let live =
                 self.topics.get(&read.topic).is_some_and(|t| t.generation == read.generation);
             let wait = u64::try_from(read.request.max_wait.as_nanos()).unwrap_or(u64::MAX);
             let deadline = *read.deadline_ns.get_or_insert(now + wait);
+            overdue |= live && now >= deadline;
+        }
+        if overdue {
+            // Past its deadline a read is answered — at once if the tail cache serves it, else
+            // when its segment read completes, which the interposer may hold back: let the
+            // shards run until their completions are back.
+            world.settle();
+            self.harvest(world, false, false);
+        }
+        for read in &self.reads {
+            let live =
+                self.topics.get(&read.topic).is_some_and(|t| t.generation == read.generation);
+            let deadline = read.deadline_ns.unwrap_or(u64::MAX);
             assert!(
                 !live || now < deadline,
                 "a long-poll read of {}/{} ({:?}) is unanswered past its deadline",
