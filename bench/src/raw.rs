@@ -303,7 +303,9 @@ mod tests {
     #[test]
     fn writes_never_wrap_around_onto_written_blocks() {
         for_each_preparation(
-            |raw| raw.write_sync_qd1(BLOCK, Duration::from_millis(30)).unwrap(),
+            // Long enough for more than 8 write+fdatasync cycles even when a busy disk takes
+            // ~20 ms per sync (30 ms was too short for one CI run on a loaded machine).
+            |raw| raw.write_sync_qd1(BLOCK, Duration::from_millis(250)).unwrap(),
             |preparation, m, data| {
                 let ops = m.latency.as_ref().map_or(0, Latency::count);
                 assert!(
