@@ -247,3 +247,59 @@ fn the_shard_serves_appends_while_a_fetch_reads_a_segment() {
     assert!(offset > 0, "the fetch holds records from offset 0");
     engine.close().unwrap();
 }
+
+#[test]
+fn a_fetch_read_in_flight_holds_up_neither_a_close_nor_durable_acknowledgements() {
+    let dir = tempfile::tempdir().unwrap();
+    let gate = Arc::new(Gate::default());
+    let config = || {
+        let base = EngineConfig::default().shards(1).io(IoChoice::Portable).pin_shards(false);
+        let real = base.clone().storage_factory().unwrap();
+        base.storage(Arc::new(HoldFactory { inner: real, gate: gate.clone() }))
+    };
+    let value = vec![7u8; 1000];
+    let topic = || TopicConfig::default().partitions(1).segment_size_bytes(16 * 1024);
+    {
+        let engine = Engine::open(dir.path(), config()).unwrap();
+        engine.create_topic("t", topic()).unwrap();
+        for _ in 0..5 {
+            engine.append("t", 0, &[Record::new(&value)], Durability::Written).unwrap();
+        }
+        engine.close().unwrap();
+    }
+    let engine = Engine::open(dir.path(), config()).unwrap();
+    gate.hold.store(true, Ordering::SeqCst);
+    let fetch = engine.read_async("t", 0, ReadRequest::new(0));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while gate.reads.lock().unwrap().is_empty() {
+        assert!(Instant::now() < deadline, "no fetch read went out through the ring");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    // Roll the segment being read (16 KiB segments), then ask for durability: the rolled
+    // segment must close — its read still held in flight — for the durable offset to pass it.
+    for _ in 0..30 {
+        engine.append("t", 0, &[Record::new(&value)], Durability::Written).unwrap();
+    }
+    assert!(engine.partition_info("t", 0).unwrap().segments.len() > 1, "rolled");
+    let durable = engine.append_async("t", 0, &[Record::new(b"durable")], Durability::Durable);
+    let durable = match durable.wait_timeout(Duration::from_secs(10)) {
+        Ok(acknowledged) => acknowledged.unwrap(),
+        Err(_) => {
+            // Let the read go, so the engine can still close when the test unwinds.
+            gate.hold.store(false, Ordering::SeqCst);
+            engine.append("t", 0, &[Record::new(b"wake")], Durability::Written).unwrap();
+            panic!("a durable append waited for a fetch read of the closing segment");
+        }
+    };
+    let info = engine.partition_info("t", 0).unwrap();
+    assert!(info.durable_offset > durable.base_offset, "{info:?}");
+    let fetch = match fetch.try_take() {
+        Err(pending) => pending,
+        Ok(answered) => panic!("answered while its read was held: {answered:?}"),
+    };
+    gate.hold.store(false, Ordering::SeqCst);
+    engine.append("t", 0, &[Record::new(b"wake")], Durability::Written).unwrap();
+    let fetch = fetch.wait().unwrap();
+    assert_eq!(fetch.records().next().unwrap().unwrap().value().unwrap(), &value[..]);
+    engine.close().unwrap();
+}

@@ -183,7 +183,8 @@ impl ShardIo<'_> {
     }
 
     /// Submit a read for a fetch — what [`ShardIo::read_for_fetch`] reads, without waiting
-    /// for it — under `token`. `None` if the queue has no room (nothing submitted). Hand the
+    /// for it — under `token`. `None` (nothing submitted) if less than a quarter of the queue
+    /// is free. Hand the
     /// completion to [`ShardIo::finish_fetch_read`] with the shape returned.
     pub fn submit_fetch_read(
         &mut self,
@@ -192,7 +193,9 @@ impl ShardIo<'_> {
         offset: u64,
         len: usize,
     ) -> Option<FetchReadShape> {
-        if !self.has_room(1) {
+        // Reads leave a quarter of the queue to writes and syncs: many readers must not turn
+        // the write path's submissions away.
+        if !self.has_room(self.storage.queue_depth() / 4 + 1) {
             return None;
         }
         let shape = FetchReadShape::new(self.storage.is_direct(file), file, offset, len);

@@ -861,14 +861,22 @@ impl Partition {
             self.flush(io);
             return;
         }
+        if let OpKind::FetchRead(read) = kind {
+            if let Some(s) = self.segment_mut(read.segment()) {
+                s.reads_in_flight = s.reads_in_flight.saturating_sub(1);
+            }
+            self.on_fetch_read(io, *read, completion);
+            self.flush(io);
+            self.serve_parked(io);
+            return;
+        }
         let segment = match kind {
-            OpKind::Prepare => unreachable!("handled above"),
+            OpKind::Prepare | OpKind::FetchRead(_) => unreachable!("handled above"),
             OpKind::Write { segment, .. }
             | OpKind::IndexWrite { segment, .. }
             | OpKind::Sync { segment, .. }
             | OpKind::Close { segment }
             | OpKind::CloseIndexWrite { segment, .. } => segment,
-            OpKind::FetchRead(ref read) => read.segment(),
         };
         if let Some(s) = self.segment_mut(segment) {
             s.ops_in_flight = s.ops_in_flight.saturating_sub(1);
@@ -907,8 +915,7 @@ impl Partition {
             OpKind::CloseIndexWrite { segment, file, position } => {
                 self.on_close_index_write(io, segment, file, position, completion)
             }
-            OpKind::Prepare => {}
-            OpKind::FetchRead(read) => self.on_fetch_read(io, *read, completion),
+            OpKind::Prepare | OpKind::FetchRead(_) => {}
         }
         self.flush(io);
         self.serve_parked(io);

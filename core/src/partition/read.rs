@@ -374,7 +374,8 @@ impl Partition {
         }
     }
 
-    /// Send `fetch`, first parking the subscription's next read if it has records.
+    /// Send `fetch`, first parking the subscription's next read if it has records (not
+    /// while the partition drains: a consumer reading on would keep it busy for ever).
     fn answer(
         &mut self,
         io: &mut ShardIo<'_>,
@@ -385,13 +386,15 @@ impl Partition {
     ) {
         if let Some(subscription) = subscription
             && !fetch.is_empty()
+            && !self.draining
         {
             self.continue_subscription(io, request, &fetch, subscription);
         }
         reply.send(Ok(fetch))
     }
 
-    /// Submit the walk's next read; with no room in the queue, walk to the end now.
+    /// Submit the walk's next read; with no room in the queue, or while the partition drains
+    /// (shutdown, topic close: nothing new may keep it busy), walk to the end now.
     fn read_on(
         &mut self,
         io: &mut ShardIo<'_>,
@@ -404,10 +407,16 @@ impl Partition {
             Err(err) => return reply.send(Err(err)),
         };
         let seq = self.next_seq();
-        match io.submit_fetch_read(super::io::token(self.slot, seq), walk.log, walk.position, len) {
+        let token = super::io::token(self.slot, seq);
+        let submitted = if self.draining {
+            None
+        } else {
+            io.submit_fetch_read(token, walk.log, walk.position, len)
+        };
+        match submitted {
             Some(shape) => {
                 if let Some(s) = self.segment_mut(walk.segment) {
-                    s.ops_in_flight += 1;
+                    s.reads_in_flight += 1;
                 }
                 let read = FetchRead { walk, shape, reply, subscription };
                 self.ops.insert(seq, super::OpKind::FetchRead(Box::new(read)));

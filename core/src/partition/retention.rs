@@ -57,6 +57,7 @@ impl Partition {
             let oldest = &self.segments[0];
             if self.closing.iter().any(|c| c.segment == oldest.base_offset)
                 || oldest.ops_in_flight > 0
+                || oldest.reads_in_flight > 0
             {
                 break;
             }

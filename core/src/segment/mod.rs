@@ -102,6 +102,11 @@ pub struct Segment {
     pub synced_bytes: u64,
     /// Operations in flight on this segment's files: they must complete before it closes.
     pub ops_in_flight: u32,
+    /// Fetch reads in flight on this segment's log. Retention waits for them (the file must
+    /// stay); a close does not (it syncs the file and trims it to `size_bytes`, past anything
+    /// a read reaches), so a reader never holds up a roll's close — nor, through it, the
+    /// durable offset.
+    pub reads_in_flight: u32,
 }
 
 impl Segment {
@@ -121,6 +126,7 @@ impl Segment {
             written_bytes: 0,
             synced_bytes: 0,
             ops_in_flight: 0,
+            reads_in_flight: 0,
         }
     }
 

@@ -966,7 +966,8 @@ impl Storage for UringStorage {
     }
 
     fn alloc_read_buf(&mut self, len: usize) -> AlignedBuf {
-        self.alloc_leaving(len, |slots| slots / 2)
+        // Writes keep at least half the pool (rounded up: a one-slot pool is all theirs).
+        self.alloc_leaving(len, |slots| slots - slots / 2)
     }
 
     fn create_dir_all(&mut self, path: &Path) -> io::Result<()> {
