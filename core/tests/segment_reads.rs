@@ -196,34 +196,51 @@ impl StorageFactory for HoldFactory {
     }
 }
 
-#[test]
-fn the_shard_serves_appends_while_a_fetch_reads_a_segment() {
-    let dir = tempfile::tempdir().unwrap();
-    let gate = Arc::new(Gate::default());
+/// An engine (one shard, portable backend, behind [`HoldReads`]) whose topic "t" (`topic`)
+/// holds `records` records of `value` in partition 0, reopened so its tail cache is empty:
+/// a fetch from offset 0 reads the segment file. Holds fetch reads from now on.
+fn reopened_with_reads_held(
+    dir: &std::path::Path,
+    gate: &Arc<Gate>,
+    topic: TopicConfig,
+    records: usize,
+    value: &[u8],
+) -> Engine {
     let config = || {
         let base = EngineConfig::default().shards(1).io(IoChoice::Portable).pin_shards(false);
         let real = base.clone().storage_factory().unwrap();
         base.storage(Arc::new(HoldFactory { inner: real, gate: gate.clone() }))
     };
-    let value = vec![7u8; 1000];
-    {
-        let engine = Engine::open(dir.path(), config()).unwrap();
-        engine.create_topic("t", TopicConfig::default().partitions(2)).unwrap();
-        for _ in 0..100 {
-            engine.append("t", 0, &[Record::new(&value)], Durability::Written).unwrap();
-        }
-        engine.close().unwrap();
+    let engine = Engine::open(dir, config()).unwrap();
+    engine.create_topic("t", topic).unwrap();
+    for _ in 0..records {
+        engine.append("t", 0, &[Record::new(value)], Durability::Written).unwrap();
     }
-    // Reopened, the tail cache is empty: a fetch from offset 0 reads the segment file.
-    let engine = Engine::open(dir.path(), config()).unwrap();
-    assert_eq!(engine.shard_of("t", 0), engine.shard_of("t", 1), "one shard holds both");
+    engine.close().unwrap();
+    let engine = Engine::open(dir, config()).unwrap();
     gate.hold.store(true, Ordering::SeqCst);
-    let fetch = engine.read_async("t", 0, ReadRequest::new(0));
+    engine
+}
+
+/// Wait until a fetch read has gone out through the ring (and is held).
+fn wait_for_a_held_read(gate: &Gate) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while gate.reads.lock().unwrap().is_empty() {
         assert!(Instant::now() < deadline, "no fetch read went out through the ring");
         std::thread::sleep(Duration::from_millis(1));
     }
+}
+
+#[test]
+fn the_shard_serves_appends_while_a_fetch_reads_a_segment() {
+    let dir = tempfile::tempdir().unwrap();
+    let gate = Arc::new(Gate::default());
+    let value = vec![7u8; 1000];
+    let topic = TopicConfig::default().partitions(2);
+    let engine = reopened_with_reads_held(dir.path(), &gate, topic, 100, &value);
+    assert_eq!(engine.shard_of("t", 0), engine.shard_of("t", 1), "one shard holds both");
+    let fetch = engine.read_async("t", 0, ReadRequest::new(0));
+    wait_for_a_held_read(&gate);
     // The read is held in flight; the shard goes on serving the other partition.
     for i in 0..10 {
         let appended = engine.append("t", 1, &[Record::new(b"meanwhile")], Durability::Written);
@@ -252,29 +269,11 @@ fn the_shard_serves_appends_while_a_fetch_reads_a_segment() {
 fn a_fetch_read_in_flight_holds_up_neither_a_close_nor_durable_acknowledgements() {
     let dir = tempfile::tempdir().unwrap();
     let gate = Arc::new(Gate::default());
-    let config = || {
-        let base = EngineConfig::default().shards(1).io(IoChoice::Portable).pin_shards(false);
-        let real = base.clone().storage_factory().unwrap();
-        base.storage(Arc::new(HoldFactory { inner: real, gate: gate.clone() }))
-    };
     let value = vec![7u8; 1000];
-    let topic = || TopicConfig::default().partitions(1).segment_size_bytes(16 * 1024);
-    {
-        let engine = Engine::open(dir.path(), config()).unwrap();
-        engine.create_topic("t", topic()).unwrap();
-        for _ in 0..5 {
-            engine.append("t", 0, &[Record::new(&value)], Durability::Written).unwrap();
-        }
-        engine.close().unwrap();
-    }
-    let engine = Engine::open(dir.path(), config()).unwrap();
-    gate.hold.store(true, Ordering::SeqCst);
+    let topic = TopicConfig::default().partitions(1).segment_size_bytes(16 * 1024);
+    let engine = reopened_with_reads_held(dir.path(), &gate, topic, 5, &value);
     let fetch = engine.read_async("t", 0, ReadRequest::new(0));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while gate.reads.lock().unwrap().is_empty() {
-        assert!(Instant::now() < deadline, "no fetch read went out through the ring");
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    wait_for_a_held_read(&gate);
     // Roll the segment being read (16 KiB segments), then ask for durability: the rolled
     // segment must close — its read still held in flight — for the durable offset to pass it.
     for _ in 0..30 {
