@@ -139,8 +139,8 @@ impl ShardIo<'_> {
         len: usize,
         for_fetch: bool,
     ) -> io::Result<Bytes> {
-        let FetchReadShape { start, skip, want, direct, .. } =
-            FetchReadShape::new(self.storage.is_direct(file), file, offset, len);
+        let ReadShape { start, skip, want, direct, .. } =
+            ReadShape::new(self.storage.is_direct(file), file, offset, len);
         let mut gathered: Option<AlignedBuf> = None;
         let mut done = 0usize;
         loop {
@@ -184,21 +184,20 @@ impl ShardIo<'_> {
 
     /// Submit a read for a fetch — what [`ShardIo::read_for_fetch`] reads, without waiting
     /// for it — under `token`. `None` (nothing submitted) if less than a quarter of the queue
-    /// is free. Hand the
-    /// completion to [`ShardIo::finish_fetch_read`] with the shape returned.
+    /// is free. Hand the completion to [`ShardIo::finish_fetch_read`] with the shape returned.
     pub fn submit_fetch_read(
         &mut self,
         token: u64,
         file: FileId,
         offset: u64,
         len: usize,
-    ) -> Option<FetchReadShape> {
+    ) -> Option<ReadShape> {
         // Reads leave a quarter of the queue to writes and syncs: many readers must not turn
         // the write path's submissions away.
         if !self.has_room(self.storage.queue_depth() / 4 + 1) {
             return None;
         }
-        let shape = FetchReadShape::new(self.storage.is_direct(file), file, offset, len);
+        let shape = ReadShape::new(self.storage.is_direct(file), file, offset, len);
         let buf = self.storage.alloc_read_buf(shape.want);
         let op = Op::Read { file, offset: shape.start, len: shape.want, buf };
         self.storage.submit(Submission::new(token, op)).ok()?;
@@ -210,7 +209,7 @@ impl ShardIo<'_> {
     /// file (rare: a signal, a page-cache race) is read again whole, waiting.
     pub fn finish_fetch_read(
         &mut self,
-        shape: &FetchReadShape,
+        shape: &ReadShape,
         completion: Completion,
     ) -> io::Result<Bytes> {
         let n = completion.result?;
@@ -249,10 +248,11 @@ impl ShardIo<'_> {
     }
 }
 
-/// What a read for `len` bytes at `offset` of `file` asks the storage for: on a direct file,
-/// whole blocks from the block holding `offset` (the wanted bytes start `skip` into them).
+/// What a read for `len` bytes at `offset` of `file` asks the storage for (waited for or
+/// not): on a direct file, whole blocks from the block holding `offset` (the wanted bytes
+/// start `skip` into them).
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct FetchReadShape {
+pub(crate) struct ReadShape {
     file: FileId,
     offset: u64,
     len: usize,
@@ -262,7 +262,7 @@ pub(crate) struct FetchReadShape {
     want: usize,
 }
 
-impl FetchReadShape {
+impl ReadShape {
     fn new(direct: bool, file: FileId, offset: u64, len: usize) -> Self {
         let (start, skip, want) = if direct {
             let start = tidelog_io::buffer::round_down_to_block(offset);

@@ -861,24 +861,22 @@ impl Partition {
             self.flush(io);
             return;
         }
-        if let OpKind::FetchRead(read) = kind {
-            if let Some(s) = self.segment_mut(read.segment()) {
-                s.reads_in_flight = s.reads_in_flight.saturating_sub(1);
+        let segment = match &kind {
+            OpKind::Prepare => unreachable!("handled above"),
+            // Counted apart: see `Segment::reads_in_flight`.
+            OpKind::FetchRead(read) => {
+                if let Some(s) = self.segment_mut(read.segment()) {
+                    s.reads_in_flight = s.reads_in_flight.saturating_sub(1);
+                }
+                None
             }
-            self.on_fetch_read(io, *read, completion);
-            self.flush(io);
-            self.serve_parked(io);
-            return;
-        }
-        let segment = match kind {
-            OpKind::Prepare | OpKind::FetchRead(_) => unreachable!("handled above"),
             OpKind::Write { segment, .. }
             | OpKind::IndexWrite { segment, .. }
             | OpKind::Sync { segment, .. }
             | OpKind::Close { segment }
-            | OpKind::CloseIndexWrite { segment, .. } => segment,
+            | OpKind::CloseIndexWrite { segment, .. } => Some(*segment),
         };
-        if let Some(s) = self.segment_mut(segment) {
+        if let Some(s) = segment.and_then(|segment| self.segment_mut(segment)) {
             s.ops_in_flight = s.ops_in_flight.saturating_sub(1);
         }
         match kind {
@@ -915,7 +913,8 @@ impl Partition {
             OpKind::CloseIndexWrite { segment, file, position } => {
                 self.on_close_index_write(io, segment, file, position, completion)
             }
-            OpKind::Prepare | OpKind::FetchRead(_) => {}
+            OpKind::FetchRead(read) => self.on_fetch_read(io, *read, completion),
+            OpKind::Prepare => {}
         }
         self.flush(io);
         self.serve_parked(io);

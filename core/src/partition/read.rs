@@ -14,7 +14,7 @@ use tidelog_io::FileId;
 use crate::completion::{self, Pending, Reply};
 use crate::error::{Error, Result};
 use crate::limits::{self, BATCH_SIZE_BYTES_MAX, INDEX_INTERVAL_BYTES};
-use crate::partition::io::{FetchReadShape, ShardIo};
+use crate::partition::io::{ReadShape, ShardIo};
 use crate::partition::{Partition, recovery};
 use crate::record::{BatchIter, BatchView, DecodeError, LOG_OVERHEAD, RecordIter, RecordView};
 use crate::segment;
@@ -301,7 +301,6 @@ pub(crate) struct Walk {
     /// Where the next read starts, and the end of the written log.
     position: u64,
     limit: u64,
-    max_bytes: usize,
     /// Bytes the next read asks for (at most to `limit`).
     want: usize,
     /// The last batch walked past in the previous buffer, when the next buffer starts right
@@ -312,20 +311,31 @@ pub(crate) struct Walk {
 }
 
 impl Walk {
+    /// Most bytes of batches the fetch returns (beyond its first batch).
+    fn max_bytes(&self) -> usize {
+        self.request.max_bytes.max(1)
+    }
+
+    /// What a read asks for when no batch is known to need more: the fetch's size, and at
+    /// least the gap an index entry leaves.
+    fn default_want(&self) -> usize {
+        self.max_bytes().max(READ_BYTES_MIN)
+    }
+
     /// Length of the next read, or why there is none: the written log ends before the offset
     /// the read wants (a damaged batch walked past).
     fn next_len(&self, io: &mut ShardIo<'_>) -> Result<usize> {
         if self.position >= self.limit {
-            return Err(ends_early(
-                io,
-                self.log,
-                &self.path,
-                self.carried,
-                self.position,
-                (self.next_base, self.request.offset),
-            ));
+            return Err(self.ends_early(io));
         }
         Ok(self.want.min((self.limit - self.position) as usize))
+    }
+
+    /// The written log ends (or holds less than a batch header) at `position`, before the
+    /// offset the read wants.
+    fn ends_early(&self, io: &mut ShardIo<'_>) -> Error {
+        let at = (self.next_base, self.request.offset);
+        ends_early(io, self.log, &self.path, self.carried, self.position, at)
     }
 }
 
@@ -333,7 +343,7 @@ impl Walk {
 #[derive(Debug)]
 pub(crate) struct FetchRead {
     walk: Walk,
-    shape: FetchReadShape,
+    shape: ReadShape,
     reply: Reply<Fetch>,
     subscription: Option<Arc<Subscription>>,
 }
@@ -421,10 +431,13 @@ impl Partition {
                 let read = FetchRead { walk, shape, reply, subscription };
                 self.ops.insert(seq, super::OpKind::FetchRead(Box::new(read)));
             }
-            None => match self.walk_now(io, walk) {
-                Ok((fetch, request)) => self.answer(io, &request, fetch, reply, subscription),
-                Err(err) => reply.send(Err(err)),
-            },
+            None => {
+                let request = walk.request;
+                match self.walk_now(io, walk) {
+                    Ok(fetch) => self.answer(io, &request, fetch, reply, subscription),
+                    Err(err) => reply.send(Err(err)),
+                }
+            }
         }
     }
 
@@ -568,8 +581,7 @@ impl Partition {
             segment.offset_index.as_ref().and_then(|i| i.lookup(offset)).map_or((0, base), |e| {
                 (u64::from(e.position), base + u64::from(e.relative_offset))
             });
-        let max_bytes = request.max_bytes.max(1);
-        Ok(Start::Walk(Walk {
+        let mut walk = Walk {
             request: *request,
             visible,
             segment: base,
@@ -577,22 +589,23 @@ impl Partition {
             path: segment::log_path(&dir, base),
             position,
             limit: segment.written_bytes,
-            max_bytes,
-            want: max_bytes.max(READ_BYTES_MIN),
+            want: 0,
             carried: None,
             next_base,
-        }))
+        };
+        walk.want = walk.default_want();
+        Ok(Start::Walk(walk))
     }
 
-    /// Walk to the end, reading while the shard waits; the fetch and the request it answers.
-    fn walk_now(&self, io: &mut ShardIo<'_>, mut walk: Walk) -> Result<(Fetch, ReadRequest)> {
+    /// Walk to the end, reading while the shard waits.
+    fn walk_now(&self, io: &mut ShardIo<'_>, mut walk: Walk) -> Result<Fetch> {
         loop {
             let len = walk.next_len(io)?;
             let buf = io
                 .read_for_fetch(walk.log, walk.position, len)
                 .map_err(|e| Error::io("read", &walk.path, e))?;
             if let Some(fetch) = self.walk_step(io, &mut walk, buf)? {
-                return Ok((fetch, walk.request));
+                return Ok(fetch);
             }
         }
     }
@@ -618,8 +631,8 @@ impl Partition {
             }
             Error::corrupt(path, position + at as u64, reason)
         };
-        match collect_batches(&buf, offset, walk.visible, walk.max_bytes, true, &mut walk.next_base)
-        {
+        let max_bytes = walk.max_bytes();
+        match collect_batches(&buf, offset, walk.visible, max_bytes, true, &mut walk.next_base) {
             Collected::Batches { start, end } => {
                 let end = start + verified_len(&buf[start..end], path, position + start as u64)?;
                 let data = buf.slice(start..end);
@@ -628,13 +641,11 @@ impl Partition {
             Collected::Skipped { consumed, last } if consumed > 0 => {
                 walk.carried = last.map(|last| position + last as u64);
                 walk.position += consumed as u64;
-                walk.want = walk.max_bytes.max(READ_BYTES_MIN);
+                walk.want = walk.default_want();
                 Ok(None)
             }
             // Less than a batch header left before the end of the written log.
-            Collected::Skipped { .. } => {
-                Err(ends_early(io, log, path, carried, position, (walk.next_base, offset)))
-            }
+            Collected::Skipped { .. } => Err(walk.ends_early(io)),
             Collected::NeedMore { at, total, previous } => {
                 let end = position + at as u64 + total as u64;
                 if total > BATCH_SIZE_BYTES_MAX as usize || end > limit {
